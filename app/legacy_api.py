@@ -1,0 +1,104 @@
+"""The legacy Metabase API the testers' unchanged Perl clients talk to.
+
+Mounted under ``/api/v1/`` and ``/beta/`` and at the root (a client configured with a
+bare host posts to ``/submit/...``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, request, url_for
+
+from app.credentials import basic_credentials
+from app.errors import json_response
+from app.services import services
+from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
+from schemas.metabase import decode_registration, is_guid
+from schemas.metabase_view import default_distfile, to_metabase_struct
+from schemas.text import clean_profile_text
+from storage import users
+from storage.reports import load_report
+from storage.tables import uploads
+
+logger = logging.getLogger(__name__)
+
+PREFIXES = {"api_v1": "/api/v1", "beta": "/beta", "root": ""}
+
+legacy = Blueprint("legacy", __name__)
+
+
+@legacy.post("/submit/<fact_type>")
+def submit(fact_type: str):
+    """Store a report, queue it, answer 201 with its GUID."""
+    started = time.perf_counter()
+    # The body is JSON whatever the Content-Type says (client 0.012 sends octet-stream).
+    body = request.get_data(cache=False)
+    receipt = services().intake.submit_metabase(body, basic_credentials(request), url_type=fact_type)
+    logger.info(
+        "submission guid=%s outcome=%s queued=%s ms=%.1f",
+        receipt.guid,
+        receipt.outcome.value,
+        receipt.queued,
+        (time.perf_counter() - started) * 1000,
+    )
+    location = url_for(".guid", guid=receipt.guid)
+    return json_response({"guid": receipt.guid}, 201, {"Location": location})
+
+
+@legacy.post("/register")
+def register():
+    """Store a tester profile; never replace a stored secret."""
+    registration = decode_registration(request.get_data(cache=False))
+    try:
+        result = users.register(
+            services().engine,
+            registration.profile_guid,
+            clean_profile_text(registration.fullname),
+            clean_profile_text(registration.email) if registration.email else None,
+            registration.secret,
+        )
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("registration failed: database unavailable") from exc
+    if result is users.Registered.ALREADY:
+        return json_response({"error": "already registered"}, 400)
+    logger.info("registration profile=%s outcome=%s", registration.profile_guid, result.value)
+    return json_response({"message": "accepted"}, 200)
+
+
+@legacy.get("/guid/<guid>")
+def guid(guid: str):
+    """200 for a known user or report (the report as a Metabase fact), else 404."""
+    not_found = json_response({"error": f"{guid} not found"}, 404)
+    if not is_guid(guid):
+        return not_found
+    engine = services().engine
+    try:
+        with engine.connect() as conn:
+            if users.find_user(conn, guid) is not None:
+                return json_response({"guid": guid.lower()}, 200)
+            row = load_report(conn, guid)
+            if row is None:
+                return not_found
+            distfile = row["distfile"] or _distfile_from_uploads(conn, row)
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+    return json_response({"fact": to_metabase_struct(row["report"], distfile, row["creator"])}, 200)
+
+
+def _distfile_from_uploads(conn: sa.Connection, row) -> str:
+    upload = conn.execute(
+        sa.select(uploads.c.author, uploads.c.filename).where(
+            uploads.c.dist == row["dist"], uploads.c.version == row["version"]
+        )
+    ).first()
+    if upload and upload.author and upload.filename:
+        return f"{upload.author}/{upload.filename}"
+    return default_distfile(row["report"])
+
+
+def init_app(app: Flask) -> None:
+    for name, prefix in PREFIXES.items():
+        app.register_blueprint(legacy, url_prefix=prefix, name=f"legacy_{name}")

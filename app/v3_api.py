@@ -1,0 +1,56 @@
+"""The v3 report API: submit a report in the v3 format, read one back by GUID."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Flask, request
+
+from app.credentials import basic_credentials
+from app.errors import json_response
+from app.services import services
+from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
+from schemas.metabase import is_guid, parse_json
+from storage.reports import load_report
+
+logger = logging.getLogger(__name__)
+
+v3 = Blueprint("v3", __name__, url_prefix="/v3")
+
+NOT_FOUND = {"errors": [{"message": "Report ID not found", "path": "/id"}]}
+
+
+@v3.post("/report")
+def post_report():
+    """Store a v3 report under a new GUID and queue it; 201 ``{"id": <guid>}``."""
+    started = time.perf_counter()
+    data = parse_json(request.get_data(cache=False))
+    receipt = services().intake.submit_v3(data, basic_credentials(request))
+    logger.info(
+        "submission guid=%s api=v3 outcome=%s queued=%s ms=%.1f",
+        receipt.guid,
+        receipt.outcome.value,
+        receipt.queued,
+        (time.perf_counter() - started) * 1000,
+    )
+    return json_response({"id": receipt.guid}, 201)
+
+
+@v3.get("/report/<guid>")
+def get_report(guid: str):
+    """The stored v3 document, or 404 in the v3 error form."""
+    if not is_guid(guid):
+        return json_response(NOT_FOUND, 404)
+    try:
+        with services().engine.connect() as conn:
+            row = load_report(conn, guid)
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+    if row is None:
+        return json_response(NOT_FOUND, 404)
+    return json_response(row["report"], 200)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(v3)

@@ -1,0 +1,265 @@
+"""The submission pipeline: decode, authenticate, translate, store, then queue.
+
+Used by the web app for every submission and by the spool drainer for submissions that
+arrived while the database was away, so both take exactly the same path. A submission
+is durable when :meth:`Intake.submit_metabase` or :meth:`Intake.submit_v3` returns:
+committed to ``test_report``, or fsynced to the spool.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+
+from intake.spool import Spool
+from schemas.errors import InvalidReport
+from schemas.metabase import REPORT_TYPE, canonical_sha256, decode_report, is_guid
+from schemas.translate import clean_document, index_columns, iso_z, metabase_to_v3
+from schemas.v3 import load_new_report
+from storage import users
+from storage.reports import Stored, store_report
+from workers.queue import QUEUE_NAME, enqueue_report
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+"""Errors that mean "the database cannot take this now", so the submission is spooled."""
+
+AUTH_CACHE_SECONDS = 60
+"""How long a successful secret check is remembered (an operator's reset applies after this)."""
+
+DATABASE_BACKOFF_SECONDS = 2.0
+"""After a database failure, spool directly for this long instead of waiting on timeouts."""
+
+
+class Unauthorized(Exception):
+    """401: unknown profile, or wrong secret."""
+
+
+class Forbidden(Exception):
+    """403: the report claims another profile than the one that authenticated."""
+
+
+class Conflict(Exception):
+    """409: a different submission under a GUID we already hold."""
+
+
+class Unavailable(Exception):
+    """503: neither the database nor the spool could take the submission."""
+
+
+class Outcome(enum.Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    SPOOLED = "spooled"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTP Basic ``<profile guid>:<secret>`` as the clients send it."""
+
+    profile_guid: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    guid: str
+    outcome: Outcome
+    queued: bool = False
+
+
+@dataclass(frozen=True)
+class Profile:
+    guid: str
+    fullname: str | None
+    email: str | None
+
+
+def now_utc() -> datetime:
+    """Receipt time: naive UTC, second precision (the precision of ``created``)."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Intake:
+    """Everything a submission needs: the database, Redis, the spool and the auth policy."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        redis_connection: redis.Redis,
+        spool: Spool,
+        *,
+        auth_enabled: bool = True,
+        queue_name: str = QUEUE_NAME,
+    ):
+        self.engine = engine
+        self.redis = redis_connection
+        self.spool = spool
+        self.auth_enabled = auth_enabled
+        self.queue_name = queue_name
+        self._auth_cache: dict[str, tuple[str, Profile, float]] = {}
+        self._lock = threading.Lock()
+        self._database_down_until = 0.0
+
+    # -- authentication -------------------------------------------------------------
+
+    def authenticate(self, credentials: Credentials | None) -> Profile:
+        """The profile behind the credentials, or :class:`Unauthorized`."""
+        if credentials is None or not is_guid(credentials.profile_guid):
+            guid = credentials.profile_guid if credentials else ""
+            raise Unauthorized(f"User {guid} unrecognized")
+        guid = credentials.profile_guid.lower()
+        digest = hashlib.sha256(credentials.secret.encode("utf-8")).hexdigest()
+        cached = self._auth_cache.get(guid)
+        if cached and cached[0] == digest and cached[2] > time.monotonic():
+            return cached[1]
+        check, user = users.check_secret(self.engine, guid, credentials.secret, verify=self.auth_enabled)
+        if check is users.Check.UNKNOWN:
+            raise Unauthorized(f"User {guid} unrecognized")
+        if check is users.Check.WRONG:
+            raise Unauthorized(f"Invalid secret for user {guid}")
+        if check is users.Check.ADOPTED:
+            logger.info("profile adopted its first secret profile=%s", guid)
+        profile = Profile(guid=guid, fullname=user["fullname"], email=user["email"])
+        with self._lock:
+            self._auth_cache[guid] = (digest, profile, time.monotonic() + AUTH_CACHE_SECONDS)
+        return profile
+
+    # -- submissions ----------------------------------------------------------------
+
+    def submit_metabase(
+        self,
+        body: bytes,
+        credentials: Credentials | None,
+        url_type: str = REPORT_TYPE,
+        received: datetime | None = None,
+        from_spool: bool = False,
+    ) -> Receipt:
+        """Accept a ``POST submit/CPAN-Testers-Report`` body (already durable on return)."""
+        report = decode_report(body, url_type)
+        received = received or now_utc()
+
+        def build_row() -> dict:
+            profile = self.authenticate(credentials)
+            if report.creator_guid != profile.guid:
+                raise Forbidden(
+                    f"report creator {report.core.get('creator')!r} is not the authenticated user {profile.guid}"
+                )
+            doc = metabase_to_v3(report, received, profile.fullname, profile.email)
+            return self._row(report.guid, doc, received, report.sha256, profile.guid)
+
+        record = {"kind": "metabase", "url_type": url_type, "body": body.decode("utf-8")}
+        return self._store(report.guid, build_row, record, credentials, received, from_spool)
+
+    def submit_v3(
+        self,
+        data,
+        credentials: Credentials | None,
+        received: datetime | None = None,
+        from_spool: bool = False,
+        guid: str | None = None,
+    ) -> Receipt:
+        """Accept a ``POST /v3/report`` document (already durable on return)."""
+        doc = load_new_report(data)
+        guid = (guid or str(uuid.uuid4())).lower()
+        received = received or now_utc()
+
+        def build_row() -> dict:
+            profile = self.authenticate(credentials)
+            stored = clean_document({k: v for k, v in doc.items() if k not in ("id", "created")})
+            stored = {"id": guid, "created": iso_z(received), **stored}
+            return self._row(guid, stored, received, canonical_sha256(doc), profile.guid)
+
+        record = {"kind": "v3", "guid": guid, "document": doc}
+        return self._store(guid, build_row, record, credentials, received, from_spool)
+
+    def _row(self, guid: str, doc: dict, received: datetime, sha256: str, profile_guid: str) -> dict:
+        return {
+            "guid": guid,
+            "created": received,
+            "state": "pending",
+            "creator": users.resource_of(profile_guid),
+            "submission_sha256": sha256,
+            "report": doc,
+            **index_columns(doc),
+        }
+
+    def _store(self, guid, build_row, record, credentials, received, from_spool) -> Receipt:
+        try:
+            if time.monotonic() < self._database_down_until and not from_spool:
+                raise sa_exc.OperationalError("database recently unreachable", None, None)
+            row = build_row()
+            stored = store_report(self.engine, row)
+        except DATABASE_UNAVAILABLE as exc:
+            if from_spool:
+                raise
+            self._database_down_until = time.monotonic() + DATABASE_BACKOFF_SECONDS
+            return self._spool(guid, record, credentials, received, exc)
+        if stored is Stored.CONFLICT:
+            raise Conflict(f"report {guid} already exists with different content")
+        if stored is Stored.DUPLICATE:
+            return Receipt(guid, Outcome.DUPLICATE)
+        queued = enqueue_report(self.redis, guid, self.queue_name)
+        return Receipt(guid, Outcome.CREATED, queued)
+
+    def _spool(self, guid, record, credentials, received, exc) -> Receipt:
+        logger.warning("database unavailable, spooling guid=%s error=%s", guid, str(exc).splitlines()[0][:200])
+        record = {
+            **record,
+            "received": received.isoformat(),
+            "credentials": [credentials.profile_guid, credentials.secret] if credentials else None,
+        }
+        try:
+            self.spool.put(record)
+        except OSError as spool_exc:
+            logger.error("spool write failed guid=%s error=%s", guid, spool_exc)
+            raise Unavailable("report storage is unavailable, please try again later") from spool_exc
+        return Receipt(guid, Outcome.SPOOLED)
+
+    # -- the spool drainer ----------------------------------------------------------
+
+    def drain_spool(self) -> dict:
+        """Move spooled submissions into the database; stop at the first database failure."""
+        counts = {"drained": 0, "rejected": 0, "remaining": 0}
+        paths = self.spool.pending()
+        for index, path in enumerate(paths):
+            try:
+                record = self.spool.load(path)
+                credentials = Credentials(*record["credentials"]) if record.get("credentials") else None
+                received = datetime.fromisoformat(record["received"])
+                if record["kind"] == "metabase":
+                    receipt = self.submit_metabase(
+                        record["body"].encode("utf-8"), credentials, record["url_type"], received, from_spool=True
+                    )
+                else:
+                    receipt = self.submit_v3(
+                        record["document"], credentials, received, from_spool=True, guid=record["guid"]
+                    )
+            except DATABASE_UNAVAILABLE as exc:
+                logger.info("spool drain paused, database unavailable: %s", str(exc).splitlines()[0][:200])
+                counts["remaining"] = len(paths) - index
+                return counts
+            except (InvalidReport, Unauthorized, Forbidden, Conflict, ValueError, KeyError) as exc:
+                self.spool.reject(path, f"{type(exc).__name__}: {exc}")
+                counts["rejected"] += 1
+                continue
+            self.spool.remove(path)
+            counts["drained"] += 1
+            logger.info("spool drained guid=%s outcome=%s", receipt.guid, receipt.outcome.value)
+        return counts

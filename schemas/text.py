@@ -1,0 +1,77 @@
+"""Repair text that arrives as UTF-8 bytes read as Latin-1, and nothing else.
+
+Clients that pass raw bytes send each UTF-8 byte as one code point U+0080-U+00FF
+(``cafÃ©``); a real report mixes such lines with correct ones. ftfy is configured to
+fix encoding only: its defaults also unescape HTML, straighten quotes, drop terminal
+escapes and normalise, all of which would rewrite test output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import ftfy
+
+logger = logging.getLogger(__name__)
+
+ENCODING_ONLY = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_encoding=True,
+    restore_byte_a0=True,
+    replace_lossy_sequences=False,
+    decode_inconsistent_utf8=True,
+    fix_c1_controls=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    fix_surrogates=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+_LATIN1_HIGH = re.compile("[\u0080-\u00ff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repair_mojibake(text: str) -> str:
+    """Fix UTF-8-read-as-Latin-1 line by line, touching only lines that can hold it.
+
+    Never raises: a line ftfy cannot handle is kept as it came.
+    """
+    if not _LATIN1_HIGH.search(text):
+        return text
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if _LATIN1_HIGH.search(line):
+            try:
+                lines[index] = ftfy.fix_text(line, ENCODING_ONLY)
+            except Exception:  # ftfy on hostile input: keep the line rather than fail the report
+                logger.warning("mojibake repair failed on a line; kept as is", exc_info=True)
+    return "".join(lines)
+
+
+def storable(text: str) -> str:
+    """Replace lone surrogates (from a broken ``\\ud83d`` escape), which UTF-8 cannot hold."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def undo_utf8_layer(text: str) -> str:
+    """Undo one layer of UTF-8-as-code-points, where the text is such a layer."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def clean_text(text: str) -> str:
+    """What every submitted text goes through before it is stored."""
+    return storable(repair_mojibake(text))
+
+
+def clean_profile_text(text: str) -> str:
+    """Profile strings (names, e-mails) are UTF-8-encoded once by the client, some twice."""
+    return storable(repair_mojibake(undo_utf8_layer(text)))

@@ -1,0 +1,1 @@
+"""Operator commands: thin wrappers over intake, storage and workers."""

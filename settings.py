@@ -1,0 +1,85 @@
+"""Every setting of the service, in one place.
+
+Each setting has a name (its environment variable), a default and one line of
+documentation. The environment is read once, by :func:`load`; the README's
+configuration table is generated from this module (``python -m settings``) and a
+test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+def setting(default, doc: str):
+    """Declare one setting: its default and the line that documents it."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; build it with :func:`load`."""
+
+    DATABASE_URL: str = setting(
+        "sqlite:///var/cpantesters.sqlite",
+        "SQLAlchemy URL of our database; `mysql://user:pass@host/db` uses pymysql.",
+    )
+    REDIS_URL: str = setting("redis://127.0.0.1:6379/0", "Redis holding the RQ queues (`redis://host:port/db`).")
+    METABASE_AUTH: str = setting("on", "`off` accepts any secret for known profiles (a trial instance only).")
+    MAX_SUBMISSION_BYTES: int = setting(
+        15 * MIB,
+        "Largest accepted request body; lowered at start-up to fit the database's max_allowed_packet.",
+    )
+    SPOOL_DIR: str = setting("var/spool", "Where submissions are fsynced while the database is unreachable.")
+    REDIS_TIMEOUT: float = setting(
+        0.5, "Seconds the web app waits for Redis (connect and each call) before leaving a job to the sweeper."
+    )
+    DB_CONNECT_TIMEOUT: int = setting(3, "Seconds to wait for a MySQL connection before spooling a submission.")
+    TAIL_LOG_TTL: int = setting(5, "Seconds a built /tail/log.txt is served before it is rebuilt.")
+    TAIL_LOG_SIZE: int = setting(1000, "Number of reports listed in /tail/log.txt.")
+    SWEEP_INTERVAL: int = setting(60, "Seconds between two sweeps for pending reports with no live job.")
+    SWEEP_GRACE: int = setting(
+        30, "A pending report younger than this many seconds is left to the web app's own enqueue."
+    )
+    SPOOL_DRAIN_INTERVAL: int = setting(5, "Seconds between two attempts of the sweeper to drain the spool.")
+    LOG_LEVEL: str = setting("INFO", "Python logging level of every process.")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.METABASE_AUTH.strip().lower() not in {"off", "0", "false", "no"}
+
+
+def _coerce(raw: str, kind):
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    return raw
+
+
+def load(environ=None, **overrides) -> Settings:
+    """Build the settings from the environment (or ``environ``), then ``overrides``."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in dataclasses.fields(Settings):
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif f.name in environ and environ[f.name] != "":
+            values[f.name] = _coerce(environ[f.name], f.type)
+    return Settings(**values)
+
+
+def markdown_table() -> str:
+    """The configuration table the README carries."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for f in dataclasses.fields(Settings):
+        rows.append(f"| `{f.name}` | `{f.default}` | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,81 @@
+"""The queue contract: one RQ job per report, carrying only the report GUID.
+
+The web app, the sweeper and the backlog tools enqueue through :func:`enqueue_report`;
+the workers run :data:`JOB_FUNCTION`. The database (``test_report.state``) is the truth
+about what is pending, so a lost job is re-created by the sweeper, and a job that runs
+twice does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAME = "reports"
+"""The queue new reports go to (visible in the dashboard under this name)."""
+
+JOB_FUNCTION = "workers.jobs.process_report"
+"""Dotted path of the job, so that enqueuing does not import the processing code."""
+
+JOB_TIMEOUT = 120
+"""Seconds a single report may take before RQ kills the job."""
+
+JOB_TTL = 7 * 24 * 3600
+"""Seconds a job may wait in the queue; the sweeper re-queues a report whose job expired."""
+
+RESULT_TTL = 600
+"""Seconds a finished job's result is kept (enough to see it in the dashboard)."""
+
+FAILURE_TTL = 30 * 24 * 3600
+"""Seconds a failed job stays in the failed registry for an operator to inspect and requeue."""
+
+RETRY_INTERVALS = [10, 30, 120, 600, 1800]
+"""Back-off between attempts; with ``--with-scheduler`` workers, retries wait this long."""
+
+SERIALIZER = JSONSerializer
+"""Jobs are plain JSON (a GUID), readable from any language and by rq-dashboard."""
+
+
+def job_id(guid: str) -> str:
+    """The job id derived from the report GUID: one job per report, visible by name."""
+    return f"report-{guid.lower()}"
+
+
+def connect(url: str, timeout: float | None = None) -> redis.Redis:
+    """A Redis client; the web app passes a short timeout so Redis never delays a 201."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=30,
+    )
+
+
+def report_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def enqueue_report(connection: redis.Redis, guid: str, queue_name: str = QUEUE_NAME) -> bool:
+    """Queue the processing job of one stored report. Returns False (and logs) when
+    Redis is unreachable: the report stays pending and the sweeper queues it later."""
+    try:
+        report_queue(connection, queue_name).enqueue(
+            JOB_FUNCTION,
+            guid,
+            job_id=job_id(guid),
+            job_timeout=JOB_TIMEOUT,
+            ttl=JOB_TTL,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+            description=f"process report {guid}",
+        )
+        return True
+    except redis.RedisError as exc:
+        logger.warning("enqueue failed guid=%s error=%s; the sweeper will queue it", guid, exc)
+        return False
