@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
 from intake.spool import Spool
+from monitoring import counters
 from schemas.errors import InvalidReport
 from schemas.metabase import REPORT_TYPE, canonical_sha256, decode_report, is_guid
 from schemas.translate import clean_document, index_columns, iso_z, metabase_to_v3
@@ -216,6 +217,8 @@ class Intake:
         if stored is Stored.DUPLICATE:
             return Receipt(guid, Outcome.DUPLICATE)
         queued = enqueue_report(self.redis, guid, self.queue_name)
+        if queued:
+            counters.record(self.redis, counters.SUBMITTED)
         return Receipt(guid, Outcome.CREATED, queued)
 
     def _spool(self, guid, record, credentials, received, exc) -> Receipt:

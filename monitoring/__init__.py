@@ -1,0 +1,1 @@
+"""Pipeline figures for the status page, the metrics endpoint and the alarm."""

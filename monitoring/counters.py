@@ -1,0 +1,44 @@
+"""Per-minute event counters in Redis (submissions, processed reports), shared by every
+host: the web app and the workers count, the status page and the alarm read.
+
+One key per event and minute, expiring after two hours, so a rate over the last hour is
+one MGET and nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "cpt:events"
+RETENTION_SECONDS = 2 * 3600
+SUBMITTED = "submitted"
+PROCESSED = "processed"
+
+
+def _key(event: str, minute: int) -> str:
+    return f"{KEY_PREFIX}:{event}:{minute}"
+
+
+def record(connection: redis.Redis, event: str, count: int = 1, at: float | None = None) -> None:
+    """Add ``count`` to this minute's counter of ``event``; never raises (figures are best effort)."""
+    minute = int((at if at is not None else time.time()) // 60)
+    try:
+        pipe = connection.pipeline(transaction=False)
+        pipe.incrby(_key(event, minute), count)
+        pipe.expire(_key(event, minute), RETENTION_SECONDS)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.debug("event counter not recorded event=%s error=%s", event, exc)
+
+
+def series(connection: redis.Redis, event: str, minutes: int = 60, now: float | None = None) -> list[tuple[int, int]]:
+    """``[(epoch_minute_start_seconds, count), ...]`` for the last ``minutes`` minutes, oldest first."""
+    current = int((now if now is not None else time.time()) // 60)
+    span = list(range(current - minutes + 1, current + 1))
+    values = connection.mget([_key(event, m) for m in span])
+    return [(m * 60, int(v or 0)) for m, v in zip(span, values, strict=True)]
