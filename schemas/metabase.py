@@ -104,6 +104,8 @@ def parse_json(body: bytes | str, what: str = "body"):
         return json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidReport(f"malformed JSON in {what}: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidReport(f"malformed JSON in {what}: nested too deeply") from exc
 
 
 def _decode_layer(content, what: str):
@@ -147,6 +149,13 @@ def canonical_sha256(decoded) -> str:
 
 def decode_report(body: bytes | str, url_type: str = REPORT_TYPE) -> MetabaseReport:
     """Decode a ``POST submit/CPAN-Testers-Report`` body into a validated report."""
+    try:
+        return _decode_report(body, url_type)
+    except RecursionError as exc:
+        raise InvalidReport("submission nested too deeply") from exc
+
+
+def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     outer = load_fact(parse_json(body), "")
     core = outer["metadata"]["core"]
     if core["type"] != url_type:

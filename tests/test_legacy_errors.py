@@ -1,0 +1,125 @@
+"""Every error of the legacy API is JSON with an `error` string and Content-Type exactly
+application/json, and nothing partial is stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import captures
+from tests.helpers import auth_header, register_profile, stored_rows
+
+SUBMIT = "/api/v1/submit/CPAN-Testers-Report"
+
+
+def services(app):
+    return app.extensions["cpantesters"]
+
+
+def recorded_body() -> dict:
+    return json.loads(captures.load("01-ok")[0].body)
+
+
+def with_legacy(change) -> bytes:
+    """The recorded submission with its LegacyReport content changed by ``change``."""
+    outer = recorded_body()
+    facts = json.loads(outer["content"])
+    for fact in facts:
+        if fact["metadata"]["core"]["type"] == "CPAN-Testers-Fact-LegacyReport":
+            content = json.loads(fact["content"])
+            change(content)
+            fact["content"] = json.dumps(content)
+    outer["content"] = json.dumps(facts)
+    return json.dumps(outer).encode()
+
+
+def with_core(**core) -> bytes:
+    outer = recorded_body()
+    outer["metadata"]["core"].update(core)
+    return json.dumps(outer).encode()
+
+
+def without_legacy_report() -> bytes:
+    outer = recorded_body()
+    facts = [f for f in json.loads(outer["content"]) if "LegacyReport" not in f["metadata"]["core"]["type"]]
+    outer["content"] = json.dumps(facts)
+    return json.dumps(outer).encode()
+
+
+BAD_BODIES = {
+    "malformed-json": (b'{"content": ', "malformed JSON"),
+    "not-utf8": (b"\xff\xfe{}", "malformed JSON"),
+    "array-body": (b"[]", "JSON object"),
+    "inner-content-not-json": (json.dumps({**recorded_body(), "content": "[{"}).encode(), "malformed JSON"),
+    "missing-legacy-report": (without_legacy_report(), "LegacyReport"),
+    "bad-grade": (with_legacy(lambda c: c.update(grade="excellent")), "grade"),
+    "missing-textreport": (with_legacy(lambda c: c.pop("textreport")), "textreport"),
+    "unparseable-resource": (with_core(resource="cpan:///distfile/nope"), "distfile"),
+    "not-a-distfile-resource": (with_core(resource="http://example.com/x"), "distfile"),
+    "bad-guid": (with_core(guid="not-a-guid"), "GUID"),
+    "wrong-type-in-body": (with_core(type="CPAN-Testers-Other"), "wrong fact type"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_bad_submissions_get_a_json_400_and_store_nothing(app, client, name):
+    register_profile(services(app).engine)
+    body, fragment = BAD_BODIES[name]
+    response = client.post(SUBMIT, data=body, headers=auth_header())
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+    assert fragment.lower() in response.json["error"].lower()
+    assert stored_rows(services(app).engine) == []
+
+
+def test_unknown_fact_type_in_the_url_is_a_json_400(app, client):
+    register_profile(services(app).engine)
+    response = client.post(
+        "/api/v1/submit/CPAN-Testers-Metabase", data=captures.load("01-ok")[0].body, headers=auth_header()
+    )
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_unknown_api_route_is_a_json_404(client):
+    response = client.post("/api/v1/submit/submit/CPAN-Testers-Report", data=b"{}")
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert "error" in response.json
+
+
+def test_wrong_method_is_a_json_405(client):
+    response = client.get(SUBMIT)
+    assert response.status_code == 405
+    assert response.headers["Content-Type"] == "application/json"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_body_over_the_limit_is_a_json_413(config, backend):
+    from app import create_app
+    from settings import load
+
+    app = create_app(load({}, **{**config.__dict__, "MAX_SUBMISSION_BYTES": 1000}))
+    response = app.test_client().post(SUBMIT, data=b"x" * 2000, headers=auth_header())
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/json"
+    assert "error" in response.json
+    app.extensions["cpantesters"].engine.dispose()
+
+
+def test_the_body_limit_never_exceeds_the_database_packet(app, backend):
+    limit = services(app).max_submission_bytes
+    assert limit <= 15 * 1024 * 1024
+    if backend.name == "mariadb":
+        from storage.engine import max_allowed_packet
+
+        assert limit < max_allowed_packet(services(app).engine)
+
+
+def test_a_hostile_huge_nesting_is_refused_cleanly(app, client):
+    register_profile(services(app).engine)
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = client.post(SUBMIT, data=body, headers=auth_header())
+    assert response.status_code == 400
+    assert response.headers["Content-Type"] == "application/json"
