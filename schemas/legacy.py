@@ -1,0 +1,292 @@
+"""Read the legacy Metabase cache and tester profiles, and turn them into v3 reports.
+
+Pure functions (no I/O) over the raw column values of the legacy ``metabase`` database
+(spec sections 3 and 4.3):
+
+- ``metabase.metabase`` rows: ``report`` is zlib-compressed JSON (some rows are stored
+  uncompressed) of ``{fact class: {metadata: {core}, content}}`` whose ``content`` may be
+  an object or a JSON string (sometimes encoded twice); ``updated`` is ISO 8601 in old
+  rows and epoch seconds in rows the 2017-2025 backend wrote; ``fact`` (Perl Sereal) is
+  ignored because ``report`` carries everything the v3 document needs.
+- ``metabase.testers_email`` rows: many per profile; the latest by id wins, as upstream.
+
+The row GUID is the authority for the report id (the facts' own GUIDs differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from marshmallow import ValidationError
+
+from schemas.distname import parse_distfile
+from schemas.metabase import (
+    DISTFILE_PREFIX,
+    GUID_PATTERN,
+    LEGACY_REPORT,
+    TEST_SUMMARY,
+    LegacyReportContentSchema,
+    MetabaseReport,
+    canonical_sha256,
+)
+from schemas.text import clean_profile_text
+from schemas.translate import index_columns, metabase_to_v3
+
+MAX_JSON_LAYERS = 4
+"""How many times a fact content may be JSON-in-a-string before it is called broken."""
+
+LEGACY_FIELDS = ("grade", "osname", "osversion", "archname", "perl_version")
+"""LegacyReport fields that TestSummary also carries (used when LegacyReport lacks one)."""
+
+_EMAIL = re.compile(r"[^\s<>()\"',;]+@[^\s<>()\"',;]+")
+
+
+class LegacyRowError(ValueError):
+    """A legacy row that cannot be converted; ``reason`` goes to the error report."""
+
+    def __init__(self, guid: str, reason: str):
+        super().__init__(f"{guid}: {reason}")
+        self.guid = guid
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A tester profile as ``metabase_user`` keeps it."""
+
+    resource: str
+    fullname: str
+    email: str | None
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A legacy row converted: the ``test_report`` values, ``report`` as the v3 document."""
+
+    guid: str
+    legacy_id: int | None
+    row: dict
+
+
+# ---------------------------------------------------------------------------- columns
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.decode("latin-1")
+    return value
+
+
+def inflate(blob: bytes | str) -> bytes:
+    """The ``report`` column inflated; rows that were stored uncompressed come back as they are."""
+    if isinstance(blob, str):
+        blob = blob.encode("latin-1") if all(ord(c) < 256 for c in blob) else blob.encode("utf-8")
+    blob = bytes(blob)
+    try:
+        return zlib.decompress(blob)
+    except zlib.error:
+        return blob
+
+
+def parse_updated(value) -> datetime | None:
+    """``updated``: ISO 8601 (``2017-03-02T06:47:23Z``) or epoch seconds, as naive UTC; None if neither."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+    text = _text(value).strip()
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+        return datetime.fromtimestamp(float(text), UTC).replace(tzinfo=None)
+    return parse_iso(text)
+
+
+def parse_iso(text) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    candidate = text.strip().replace(" ", "T", 1)
+    if candidate.endswith("Z"):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(candidate)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _unwrap(value, what: str):
+    """Decode JSON held in strings, layer after layer (double-encoded rows)."""
+    for _ in range(MAX_JSON_LAYERS):
+        if not isinstance(value, str):
+            return value
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"{what} is not JSON: {exc}") from exc
+    if isinstance(value, str):
+        raise ValueError(f"{what} is JSON in a string more than {MAX_JSON_LAYERS} times")
+    return value
+
+
+def _fact_type(name: str) -> str:
+    return name.replace("::", "-")
+
+
+def decode_report_column(blob: bytes | str) -> dict:
+    """The facts of a ``report`` column by type (``CPAN-Testers-Fact-LegacyReport``...), contents decoded.
+
+    Top-level keys that are not facts (``resource``, ``creator`` in some 2010 rows) are
+    kept under their own name.
+    """
+    data = _unwrap(_text(inflate(blob)), "report column")
+    if not isinstance(data, dict):
+        raise ValueError("report column is not a JSON object")
+    facts = {}
+    for name, value in data.items():
+        value = _unwrap(value, f"{name}")
+        if isinstance(value, dict) and "content" in value:
+            value = {**value, "content": _unwrap(value["content"], f"content of {name}")}
+            if isinstance(value.get("metadata"), str):
+                value["metadata"] = _unwrap(value["metadata"], f"metadata of {name}")
+            facts[_fact_type(name)] = value
+        else:
+            facts[name] = value
+    return facts
+
+
+# ---------------------------------------------------------------------------- profiles
+
+
+def email_address(value) -> str | None:
+    """The address in a legacy e-mail field (``addr``, ``addr (Name)``, ``"Name" <addr>``)."""
+    if not value:
+        return None
+    match = _EMAIL.search(_text(value))
+    return match.group(0) if match else None
+
+
+def legacy_name(value) -> str:
+    """A legacy name: HTML entities decoded, UTF-8-read-as-Latin-1 repaired."""
+    return clean_profile_text(html.unescape(_text(value or ""))).strip()
+
+
+def profile_from_row(resource, fullname, email) -> Profile:
+    return Profile(resource=_text(resource).strip().lower(), fullname=legacy_name(fullname), email=email_address(email))
+
+
+def latest_profiles(rows: Iterable[tuple]) -> dict[str, Profile]:
+    """``testers_email`` rows ``(id, resource, fullname, email)`` -> one profile per resource, latest id wins."""
+    latest: dict[str, tuple[int, Profile]] = {}
+    for row_id, resource, fullname, email in rows:
+        profile = profile_from_row(resource, fullname, email)
+        known = latest.get(profile.resource)
+        if known is None or int(row_id) > known[0]:
+            latest[profile.resource] = (int(row_id), profile)
+    return {resource: profile for resource, (_, profile) in latest.items()}
+
+
+# ---------------------------------------------------------------------------- reports
+
+
+def _core(fact: dict | None) -> dict:
+    if not isinstance(fact, dict):
+        return {}
+    metadata = fact.get("metadata")
+    core = metadata.get("core") if isinstance(metadata, dict) else None
+    return core if isinstance(core, dict) else {}
+
+
+def convert_row(
+    guid,
+    updated,
+    report_blob,
+    profiles: Mapping[str, Profile] | Callable[[str], Profile | None],
+    legacy_id: int | None = None,
+    state: str = "pending",
+) -> Converted:
+    """One ``metabase.metabase`` row as the ``test_report`` row the intake would have stored.
+
+    ``created`` is the row's ``updated`` (the time the old server stored it), falling back
+    to the fact's ``creation_time``; the client's clock is kept in ``metabase.creation_time``
+    as for new reports. Raises :class:`LegacyRowError` with the reason when it can't.
+    """
+    guid = _text(guid or "").strip().lower()
+    if not GUID_PATTERN.match(guid):
+        raise LegacyRowError(guid or "?", "row guid is not a GUID")
+    try:
+        facts = decode_report_column(report_blob)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LegacyRowError(guid, str(exc)) from exc
+    legacy_fact = facts.get(LEGACY_REPORT)
+    summary_fact = facts.get(TEST_SUMMARY)
+    if not isinstance(legacy_fact, dict) or not isinstance(legacy_fact.get("content"), dict):
+        raise LegacyRowError(guid, "no CPAN-Testers-Fact-LegacyReport object in the report column")
+    summary = summary_fact.get("content") if isinstance(summary_fact, dict) else None
+    summary = summary if isinstance(summary, dict) else {}
+    content = dict(legacy_fact["content"])
+    for key in LEGACY_FIELDS:
+        if content.get(key) in (None, "") and summary.get(key) not in (None, ""):
+            content[key] = summary[key]
+    if "textreport" not in content:
+        content["textreport"] = ""
+    if isinstance(content.get("grade"), str):
+        content["grade"] = content["grade"].lower()
+    for key in ("osversion", "archname"):
+        content.setdefault(key, "")
+    try:
+        content = LegacyReportContentSchema().load(content)
+    except ValidationError as exc:
+        raise LegacyRowError(guid, f"invalid LegacyReport content: {exc.messages}") from exc
+
+    core = {**_core(summary_fact), **_core(legacy_fact)}
+    resource = core.get("resource") or facts.get("resource") or ""
+    if not isinstance(resource, str) or not resource.startswith(DISTFILE_PREFIX):
+        raise LegacyRowError(guid, f"resource {resource!r} is not a cpan:///distfile/ URI")
+    distfile = resource[len(DISTFILE_PREFIX) :]
+    info = parse_distfile(distfile)
+    if info is None or not info.dist:
+        raise LegacyRowError(guid, f"resource {resource!r} can't be parsed as a CPAN distfile")
+    if not info.version:
+        info = dataclasses.replace(info, version="0")  # as upstream FetchUploads: no version is "0"
+    creator = core.get("creator") or facts.get("creator")
+    core = {**core, "guid": guid, "resource": resource, "creator": creator}
+
+    created = parse_updated(updated) or parse_iso(core.get("creation_time"))
+    if created is None:
+        raise LegacyRowError(guid, f"no usable date: updated={_text(updated)!r}")
+
+    lookup = profiles if callable(profiles) else profiles.get
+    profile = lookup(creator.lower()) if isinstance(creator, str) else None
+    report = MetabaseReport(
+        guid=guid,
+        core=core,
+        legacy=content,
+        distfile=distfile,
+        dist=info,
+        sha256=canonical_sha256({k: v for k, v in facts.items() if k in (LEGACY_REPORT, TEST_SUMMARY)}),
+    )
+    doc = metabase_to_v3(report, created, profile.fullname if profile else None, profile.email if profile else None)
+    row = {
+        "guid": guid,
+        "created": created,
+        "state": state,
+        **index_columns(doc),
+        "creator": creator[:64] if isinstance(creator, str) else None,
+        "submission_sha256": report.sha256,
+        "report": doc,
+    }
+    return Converted(guid=guid, legacy_id=legacy_id, row=row)
