@@ -1,0 +1,83 @@
+"""Start the Procfile's real processes (gunicorn, the sweeper) for system tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.backends import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment(**values) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update({k: str(v) for k, v in values.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@contextmanager
+def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, **env):
+    """Run ``gunicorn -c gunicorn.conf.py <app>`` as the Procfile does; yields its port."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
+        cwd=ROOT,
+        env=environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers, **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log_path:
+            log.close()
+
+
+def send_raw(port: int, raw: bytes, timeout: float = 10) -> bytes:
+    """Send exact request bytes over a socket and return the whole response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+            if _complete(b"".join(chunks)):
+                break
+    return b"".join(chunks)
+
+
+def _complete(response: bytes) -> bool:
+    head, sep, body = response.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return False

@@ -1,0 +1,176 @@
+"""Nothing acknowledged is lost: the spool when the database is away, the sweeper when
+Redis is away or a job was lost."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from rq.job import Job, JobStatus
+
+import settings
+from app import create_app
+from intake.pipeline import Intake
+from intake.spool import Spool
+from intake.sweeper import sweep
+from storage.tables import test_report
+from tests import backends, captures
+from tests.helpers import queued_job_ids, register_profile, replay, stored_rows, with_new_guid
+from workers.queue import SERIALIZER, connect, job_id, report_queue
+
+UNREACHABLE_DATABASE = f"mysql://root@127.0.0.1:{backends.free_port()}/nowhere"
+UNREACHABLE_REDIS = f"redis://127.0.0.1:{backends.free_port()}/0"
+
+
+def services(app):
+    return app.extensions["cpantesters"]
+
+
+@pytest.fixture
+def app_without_database(config):
+    application = create_app(settings.load({}, **{**config.__dict__, "DATABASE_URL": UNREACHABLE_DATABASE}))
+    yield application
+    application.extensions["cpantesters"].engine.dispose()
+
+
+@pytest.fixture
+def intake(config, backend):
+    """An intake on the real backend sharing the spool directory (what the sweeper runs)."""
+    engine = backend.engine()
+    yield Intake(engine, connect(backend.redis_url, timeout=2), Spool(config.SPOOL_DIR))
+    engine.dispose()
+
+
+def test_submission_is_spooled_with_201_when_the_database_is_unreachable(app_without_database, config):
+    response = replay(app_without_database.test_client(), captures.load("01-ok")[0])
+    assert response.status_code == 201
+    assert response.json["guid"] == "c3956594-9010-4467-89ed-364d4a882f04"
+    spooled = Spool(config.SPOOL_DIR).pending()
+    assert len(spooled) == 1
+    assert oct(os.stat(spooled[0]).st_mode & 0o777) == "0o600"
+
+
+def test_drained_submission_keeps_its_receipt_time_and_is_queued(app_without_database, intake, backend):
+    register_profile(intake.engine)
+    before = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    guid = replay(app_without_database.test_client(), captures.load("01-ok")[0]).json["guid"]
+    time.sleep(1.1)
+    assert intake.drain_spool() == {"drained": 1, "rejected": 0, "remaining": 0}
+    rows = stored_rows(intake.engine)
+    assert [r["guid"] for r in rows] == [guid]
+    assert before <= rows[0]["created"] < before + timedelta(seconds=1.1)
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    assert intake.spool.pending() == []
+
+
+def test_draining_twice_or_after_a_direct_store_adds_nothing(app_without_database, intake, app):
+    register_profile(intake.engine)
+    recorded = captures.load("01-ok")[0]
+    replay(app_without_database.test_client(), recorded)
+    replay(app.test_client(), recorded)
+    assert intake.drain_spool()["drained"] == 1
+    assert len(stored_rows(intake.engine)) == 1
+
+
+def test_spooled_submission_of_an_unknown_profile_is_kept_aside_not_lost(app_without_database, intake):
+    replay(app_without_database.test_client(), captures.load("01-ok")[0])
+    assert intake.drain_spool()["rejected"] == 1
+    rejected = list(intake.spool.rejected_directory.iterdir())
+    assert any(p.name.endswith(".reason") and "unrecognized" in p.read_text() for p in rejected)
+    assert stored_rows(intake.engine) == []
+
+
+def test_drain_stops_while_the_database_is_still_away(app_without_database, config):
+    replay(app_without_database.test_client(), captures.load("01-ok")[0])
+    counts = services(app_without_database).intake.drain_spool()
+    assert counts == {"drained": 0, "rejected": 0, "remaining": 1}
+    assert len(Spool(config.SPOOL_DIR).pending()) == 1
+
+
+def test_503_only_when_neither_database_nor_spool_can_take_it(config, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    app = create_app(
+        settings.load({}, **{**config.__dict__, "DATABASE_URL": UNREACHABLE_DATABASE, "SPOOL_DIR": str(blocked)})
+    )
+    response = replay(app.test_client(), captures.load("01-ok")[0])
+    assert response.status_code == 503
+    assert response.headers["Content-Type"] == "application/json"
+    assert "error" in response.json
+
+
+def test_bad_input_is_refused_even_while_the_database_is_away(app_without_database, config):
+    response = app_without_database.test_client().post("/api/v1/submit/CPAN-Testers-Report", data=b"{")
+    assert response.status_code == 400
+    assert Spool(config.SPOOL_DIR).pending() == []
+
+
+def test_redis_away_still_answers_201_and_the_sweeper_queues_it_later(config, backend):
+    app = create_app(settings.load({}, **{**config.__dict__, "REDIS_URL": UNREACHABLE_REDIS}))
+    register_profile(services(app).engine)
+    started = time.monotonic()
+    response = replay(app.test_client(), captures.load("01-ok")[0])
+    assert response.status_code == 201
+    assert time.monotonic() - started < 3
+    guid = response.json["guid"]
+    assert stored_rows(services(app).engine)[0]["state"] == "pending"
+    assert queued_job_ids(backend.redis()) == []
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    services(app).engine.dispose()
+
+
+def test_sweeper_requeues_reports_whose_jobs_were_lost_in_a_redis_restart(app, client, backend):
+    register_profile(services(app).engine)
+    guid = replay(client, captures.load("01-ok")[0]).json["guid"]
+    backend.redis().flushdb()
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+
+
+def test_sweeper_leaves_live_jobs_and_young_reports_alone(app, client, backend):
+    register_profile(services(app).engine)
+    replay(client, captures.load("01-ok")[0])
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+    backend.redis().flushdb()
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=3600) == 0
+
+
+def test_sweeper_requeues_a_job_stranded_by_a_killed_worker(app, client, backend):
+    register_profile(services(app).engine)
+    guid = replay(client, captures.load("01-ok")[0]).json["guid"]
+    connection = backend.redis()
+    queue = report_queue(connection)
+    job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
+    # What a worker leaves behind when it is SIGKILLed mid-job: STARTED, off the queue,
+    # and a heartbeat that stopped. (The real kill is tested with the workers.)
+    queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    job.heartbeat(datetime.now(UTC) - timedelta(minutes=10), ttl=3600)
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 1
+    assert queued_job_ids(connection) == [job_id(guid)]
+
+
+def test_sweeper_never_requeues_a_job_waiting_in_the_failed_registry(app, client, backend):
+    register_profile(services(app).engine)
+    guid = replay(client, captures.load("01-ok")[0]).json["guid"]
+    connection = backend.redis()
+    job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
+    report_queue(connection).remove(job.id)
+    job.set_status(JobStatus.FAILED)
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 0
+
+
+def test_sweeper_ignores_processed_reports(app, client, backend):
+    register_profile(services(app).engine)
+    body, _guid = with_new_guid(captures.load("01-ok")[0].body)
+    replay(client, captures.load("01-ok")[0], body=body)
+    with services(app).engine.begin() as conn:
+        conn.execute(test_report.update().values(state="done"))
+    backend.redis().flushdb()
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+    with services(app).engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar() == 1

@@ -1,0 +1,153 @@
+"""System tests: the real gunicorn process from the Procfile, the raw bytes the Perl client
+sent, and outages of MariaDB and Redis under load."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+import settings
+from intake.pipeline import Intake
+from intake.spool import Spool
+from intake.sweeper import sweep
+from storage.tables import test_report
+from tests import backends, captures, processes
+from tests.helpers import register_profile, with_new_guid
+from tests.tcp_proxy import TcpProxy
+from workers.queue import connect, report_queue
+
+
+@pytest.fixture
+def registered(backend):
+    engine = backend.engine()
+    register_profile(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, registered, tmp_path):
+    recorded = captures.load("01-ok")[0]
+    with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
+        response = processes.send_raw(port, recorded.raw)
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 201")
+    head, _, body = rest.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Type: application/json\r\n" in b"\r\n" + head + b"\r\n"
+    assert json.loads(body) == {"guid": "c3956594-9010-4467-89ed-364d4a882f04"}
+
+
+def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
+    scenario = captures.load("04-register-flow")
+    with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
+        statuses = [int(processes.send_raw(port, r.raw).split(b" ", 2)[1]) for r in scenario]
+    assert statuses == [401, 404, 200, 201]
+
+
+def _load(port: int, recorded, seconds: float, threads: int = 8) -> list[tuple[str, int]]:
+    """Submit fresh copies of a real report for ``seconds``; return (guid, status) pairs."""
+    stop = time.monotonic() + seconds
+    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length")}
+    results = []
+    lock = threading.Lock()
+
+    def run():
+        session = requests.Session()
+        while time.monotonic() < stop:
+            body, guid = with_new_guid(recorded.body)
+            try:
+                status = session.post(
+                    f"http://127.0.0.1:{port}{recorded.path}", data=body, headers=headers, timeout=30
+                ).status_code
+            except requests.RequestException:
+                status = 0
+            with lock:
+                results.append((guid, status))
+
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(threads):
+            pool.submit(run)
+    return results
+
+
+def _stored_guids(engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(test_report.c.guid)).scalars())
+
+
+def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
+    mariadb.reset()
+    engine = mariadb.engine()
+    register_profile(engine)
+    host, port = backends.MARIADB_HOST, backends.MARIADB_PORT
+    proxy = TcpProxy(host, port)
+    proxied_url = mariadb.database_url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+    spool_dir = tmp_path / "spool"
+    recorded = captures.load("01-ok")[0]
+    try:
+        with processes.gunicorn(
+            DATABASE_URL=proxied_url,
+            REDIS_URL=mariadb.redis_url,
+            SPOOL_DIR=spool_dir,
+            DB_CONNECT_TIMEOUT=1,
+            log_path=tmp_path / "web.log",
+        ) as web_port:
+            outage = threading.Timer(1.5, proxy.cut)
+            recovery = threading.Timer(4.5, proxy.restore)
+            outage.start()
+            recovery.start()
+            results = _load(web_port, recorded, seconds=7)
+    finally:
+        proxy.close()
+    acknowledged = [guid for guid, status in results if status == 201]
+    assert {status for _, status in results} <= {201, 503}
+    assert Spool(spool_dir).count() > 0, "the outage should have sent submissions to the spool"
+    drainer = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir))
+    counts = drainer.drain_spool()
+    assert counts["rejected"] == 0 and counts["remaining"] == 0
+    stored = _stored_guids(engine)
+    assert len(stored) == len(set(stored))
+    assert set(acknowledged) <= set(stored)
+    engine.dispose()
+
+
+def test_a_redis_outage_under_load_delays_nothing_and_the_sweeper_heals_it(mariadb, tmp_path):
+    mariadb.reset()
+    engine = mariadb.engine()
+    register_profile(engine)
+    proxy = TcpProxy(backends.REDIS_HOST, backends.REDIS_PORT)
+    proxied_redis = re.sub(r":\d+/", f":{proxy.port}/", mariadb.redis_url)
+    recorded = captures.load("01-ok")[0]
+    try:
+        with processes.gunicorn(
+            DATABASE_URL=mariadb.database_url, REDIS_URL=proxied_redis, SPOOL_DIR=tmp_path / "spool"
+        ) as web_port:
+            threading.Timer(1.0, proxy.cut).start()
+            threading.Timer(4.0, proxy.restore).start()
+            results = _load(web_port, recorded, seconds=6)
+    finally:
+        proxy.close()
+    acknowledged = {guid for guid, status in results if status == 201}
+    assert {status for _, status in results} == {201}
+    redis_connection = connect(mariadb.redis_url)
+    queued_before = set(report_queue(redis_connection).get_job_ids())
+    assert len(queued_before) < len(acknowledged), "some enqueues should have failed during the outage"
+    sweep(engine, redis_connection, grace_seconds=0)
+    queued = {job.removeprefix("report-") for job in report_queue(redis_connection).get_job_ids()}
+    assert queued == acknowledged
+    assert set(_stored_guids(engine)) == acknowledged
+    engine.dispose()
+
+
+def test_procfile_release_web_and_sweeper_use_only_the_documented_variables():
+    text = (processes.ROOT / "Procfile").read_text()
+    entries = dict(line.split(": ", 1) for line in text.splitlines() if line.strip())
+    assert {"release", "web", "worker", "sweeper"} <= set(entries)
+    assert "$PORT" in entries["web"] or "gunicorn.conf.py" in entries["web"]
+    assert settings.Settings().DATABASE_URL and settings.Settings().REDIS_URL
