@@ -37,25 +37,23 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, **env):
     """Run ``gunicorn -c gunicorn.conf.py <app>`` as the Procfile does; yields its port."""
     port = free_port()
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
-        cwd=ROOT,
-        env=environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers, **env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
+    with open(log_path or os.devnull, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
+            cwd=ROOT,
+            env=environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if log_path:
-            log.close()
+            wait_for_port(port)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def send_raw(port: int, raw: bytes, timeout: float = 10) -> bytes:
