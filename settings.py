@@ -47,6 +47,13 @@ class Settings:
     )
     SPOOL_DRAIN_INTERVAL: int = setting(5, "Seconds between two attempts of the sweeper to drain the spool.")
     LOG_LEVEL: str = setting("INFO", "Python logging level of every process.")
+    VIEWER_MAX_AGE: int = setting(
+        86400, "Seconds browsers and proxies may keep a report page (revalidated by its strong ETag)."
+    )
+    VIEWER_NOT_FOUND_MAX_AGE: int = setting(
+        30, "Seconds a report-not-found answer may be cached (the report may arrive any moment)."
+    )
+    READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
 
     @property
     def auth_enabled(self) -> bool:

@@ -11,7 +11,7 @@ import logging
 from flask import Flask
 
 import settings as settings_module
-from app import errors, legacy_api, openapi, tail_log, v3_api
+from app import errors, legacy_api, openapi, read_api, tail_log, v3_api, viewer
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -28,5 +28,17 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
     legacy_api.init_app(app)
     v3_api.init_app(app)
     tail_log.init_app(app)
+    openapi.init_app(app)
+    return app
+
+
+def create_viewer_app(config: settings_module.Settings | None = None) -> Flask:
+    """Build the read-side app (report viewer, v3 read API, /openapi.json); it never writes."""
+    config = config or settings_module.load()
+    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = Flask(__name__, static_folder=None)
+    viewer.init_app(app, config)
+    read_api.init_app(app)
+    errors.init_app(app)
     openapi.init_app(app)
     return app

@@ -115,6 +115,7 @@ cpanstats = sa.Table(
     sa.Index("cpanstats_idx_uploadid", "uploadid"),
     sa.Index("cpanstats_dist_version", "dist", "version"),
     sa.Index("cpanstats_fulldate", "fulldate"),
+    sa.Index("cpanstats_osname", "osname"),  # ours: the read API's /v3/summary?osname=
     **MYSQL_TABLE_ARGS,
 )
 

@@ -1,0 +1,231 @@
+"""The report viewer: ``GET /cpan/report/<id>`` and ``GET /report/<id>`` (spec 6.1).
+
+``<id>`` is a report GUID or a numeric cpanstats id. It reads ``test_report`` (through
+``storage/reports.py``), never the processed tables for the report itself, so a report
+is viewable the moment its submission was acknowledged. Three forms: the HTML page,
+``?raw=1`` (the page without its layout) and ``?json=1`` (the legacy Metabase-style JSON).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, current_app, json, render_template, request
+
+import settings as settings_module
+from app import viewer_http
+from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
+from schemas.distname import parse_distfile
+from schemas.metabase import DISTFILE_PREFIX, is_guid
+from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
+from storage.engine import create_engine
+from storage.reports import load_report
+from storage.tables import cpanstats, metabase_user, uploads
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "cpantesters_viewer"
+MAX_NUMERIC_ID = 2**32 - 1
+"""cpanstats.id is an unsigned INT: longer digit strings cannot name a report."""
+
+OS_NAMES = {
+    "aix": "AIX",
+    "android": "Android",
+    "beos": "BeOS",
+    "bitrig": "BITRIG",
+    "bsdos": "BSD/OS",
+    "cygwin": "Windows (Cygwin)",
+    "darwin": "Mac OS X",
+    "dec_osf": "Tru64",
+    "dragonfly": "Dragonfly BSD",
+    "freebsd": "FreeBSD",
+    "gnu": "GNU Hurd",
+    "gnukfreebsd": "Debian GNU/kFreeBSD",
+    "haiku": "Haiku",
+    "hpux": "HP-UX",
+    "interix": "Interix",
+    "irix": "IRIX",
+    "linux": "GNU/Linux",
+    "midnightbsd": "MidnightBSD",
+    "minix": "MINIX",
+    "mirbsd": "MirOS BSD",
+    "mswin32": "Windows (Win32)",
+    "netbsd": "NetBSD",
+    "nto": "QNX Neutrino",
+    "openbsd": "OpenBSD",
+    "os2": "OS/2",
+    "os390": "OS390/zOS",
+    "qnx": "QNX",
+    "sco": "SCO",
+    "solaris": "SunOS/Solaris",
+    "vms": "VMS",
+}
+"""osname -> the long name in the page title (upstream's OS map)."""
+
+viewer = Blueprint("viewer", __name__)
+
+
+@dataclass
+class ViewerServices:
+    """What the read side needs per process: settings and a database engine (read only)."""
+
+    settings: settings_module.Settings
+    engine: sa.Engine
+
+
+def read_services() -> ViewerServices:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def os_long_name(osname: str) -> str:
+    return OS_NAMES.get((osname or "").lower(), osname or "")
+
+
+@dataclass
+class Found:
+    """A stored report with the details that can change after it was stored."""
+
+    row: dict
+    author: str | None  # PAUSE id from uploads
+    upload_filename: str | None
+    tester_name: str | None  # from metabase_user, the profile's current name
+    tester_email: str | None
+
+
+def find_report(conn: sa.Connection, ident: str) -> Found | None:
+    """The report named by a GUID or a numeric cpanstats id, or None."""
+    if ident.isdigit():
+        if len(ident) > 10 or int(ident) > MAX_NUMERIC_ID:
+            return None
+        guid = conn.execute(sa.select(cpanstats.c.guid).where(cpanstats.c.id == int(ident))).scalar()
+        if guid is None:
+            return None
+    elif is_guid(ident):
+        guid = ident
+    else:
+        return None
+    row = load_report(conn, guid)
+    if row is None:
+        return None
+    upload = conn.execute(
+        sa.select(uploads.c.author, uploads.c.filename)
+        .where(uploads.c.dist == row["dist"], uploads.c.version == row["version"])
+        .limit(1)
+    ).first()
+    tester = None
+    if row.get("creator"):
+        tester = conn.execute(
+            sa.select(metabase_user.c.fullname, metabase_user.c.email).where(metabase_user.c.resource == row["creator"])
+        ).first()
+    return Found(
+        row=dict(row),
+        author=(upload.author or None) if upload else None,
+        upload_filename=(upload.filename or None) if upload else None,
+        tester_name=tester.fullname if tester else None,
+        tester_email=tester.email if tester else None,
+    )
+
+
+def distfile_of(found: Found) -> str:
+    """``AUTHOR/File-1.0.tar.gz``: from uploads, else the submission's own resource."""
+    doc = found.row["report"]
+    if found.author:
+        return f"{found.author}/{found.upload_filename or default_distfile(doc).rsplit('/', 1)[-1]}"
+    path = found.row.get("distfile") or (doc.get("distribution") or {}).get("path")
+    if isinstance(path, str) and path:
+        return path.removeprefix(DISTFILE_PREFIX)
+    return default_distfile(doc)
+
+
+def _display(text: str | None) -> str:
+    """Legacy names carry HTML entities (``Slaven Rezi&#263;``): show the characters."""
+    return html.unescape(text or "")
+
+
+def page_context(found: Found) -> dict:
+    """Everything the report page shows (escaping is left to the template)."""
+    doc = found.row["report"]
+    distfile = distfile_of(found)
+    info = parse_distfile(distfile) if "/" in distfile else None
+    distribution = doc.get("distribution") or {}
+    dist = (info.dist if info and info.dist else None) or distribution.get("name") or found.row["dist"]
+    version = (info.version if info and info.version else None) or distribution.get("version") or ""
+    cpanid = found.author or (info.cpanid if info else None)
+    language = (doc.get("environment") or {}).get("language") or {}
+    system = (doc.get("environment") or {}).get("system") or {}
+    grade = ((doc.get("result") or {}).get("grade") or found.row["grade"] or "").upper()
+    subject = f"{grade} {dist}-{version} {language.get('version', '')} {os_long_name(system.get('osname', ''))}"
+    reporter = doc.get("reporter") or {}
+    name = _display(found.tester_name or reporter.get("name"))
+    email = found.tester_email or reporter.get("email")
+    if cpanid:
+        release_url = f"https://metacpan.org/release/{quote(cpanid)}/{quote(f'{dist}-{version}')}"
+    else:
+        release_url = f"https://metacpan.org/release/{quote(dist)}"
+    return {
+        "subject": subject.strip(),
+        "dist": dist,
+        "version": version,
+        "distversion": f"{dist}-{version}",
+        "grade": grade,
+        "release_url": release_url,
+        "back_url": f"http://www.cpantesters.org/distro/{quote(dist[:1].upper())}/{quote(dist)}.html?version={quote(version)}",
+        "from_line": f"{name} <{email}>" if email else name,
+        "date": doc.get("created") or "",
+        "text": text_report(doc),
+        "guid": found.row["guid"],
+    }
+
+
+def legacy_json(found: Found) -> dict:
+    """``{"success": "1", "result": ...}`` as the real upstream sample has it."""
+    creator = found.row.get("creator")
+    struct = to_metabase_struct(found.row["report"], distfile_of(found), creator)
+    return {"success": "1", "result": struct}
+
+
+def _lookup(ident: str) -> Found | None:
+    try:
+        with read_services().engine.connect() as conn:
+            return find_report(conn, ident)
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+
+
+def _flag(name: str) -> bool:
+    return request.args.get(name, "") not in ("", "0")
+
+
+@viewer.get("/cpan/report/<ident>")
+@viewer.get("/report/<ident>")
+def view_report(ident: str):
+    """The report page, its raw form or the legacy JSON; see the module docstring."""
+    config = read_services().settings
+    found = _lookup(ident.strip())
+    as_json, raw = _flag("json"), _flag("raw")
+    if found is None:
+        logger.info("viewer guid=%s outcome=not-found", ident[:64])
+        max_age = config.VIEWER_NOT_FOUND_MAX_AGE
+        if as_json:
+            # Always 200 for ?json=1: CPAN::Testers::WWW::Reports::Query::Report relies on it.
+            return viewer_http.cached_response(json.dumps({"success": 0}), "application/json", max_age)
+        body = render_template("viewer/not_found.html", raw=raw)
+        return viewer_http.cached_response(body, "text/html; charset=utf-8", max_age, status=404)
+    if as_json:
+        body = json.dumps(legacy_json(found), ensure_ascii=False)
+        return viewer_http.cached_response(body, "application/json", config.VIEWER_MAX_AGE)
+    body = render_template("viewer/report.html", raw=raw, **page_context(found))
+    return viewer_http.cached_response(body, "text/html; charset=utf-8", config.VIEWER_MAX_AGE)
+
+
+def init_app(app: Flask, config: settings_module.Settings) -> ViewerServices:
+    engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
+    services = ViewerServices(config, engine)
+    app.extensions[EXTENSION_KEY] = services
+    app.register_blueprint(viewer)
+    viewer_http.init_app(app)
+    return services

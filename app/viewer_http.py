@@ -1,0 +1,98 @@
+"""HTTP plumbing of the read side: strong ETags, 304s, gzip, cache lifetimes and CORS.
+
+Shared by the report viewer and the v3 read API (both served by the viewer app).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterable, Iterator
+
+from flask import Flask, Response, request
+
+COMPRESS_MIN_BYTES = 1024
+"""Smaller answers are sent as they are: gzip would save little and cost a few µs."""
+
+GZIP_LEVEL = 6
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    "Access-Control-Max-Age": "3600",
+    "Access-Control-Allow-Headers": "Content-Type, X-Requested-With",
+}
+"""What api.cpantesters.org sends on every answer (spec 2.2)."""
+
+
+def accepts_gzip() -> bool:
+    return request.accept_encodings["gzip"] > 0
+
+
+def _cache_control(max_age: int) -> str:
+    return f"public, max-age={max_age}"
+
+
+def cached_response(body: str | bytes, mimetype: str, max_age: int, status: int = 200) -> Response:
+    """A complete answer with a strong ETag over its exact bytes, gzipped when large.
+
+    The ETag is computed over the body the page shows (so it changes whenever the
+    report, the author or the tester details shown change); the gzip representation
+    gets its own tag, as strong ETags must differ between encodings. A matching
+    ``If-None-Match`` gets a ``304`` with no body.
+    """
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    tag = hashlib.sha256(data).hexdigest()[:32]
+    compress = len(data) >= COMPRESS_MIN_BYTES and accepts_gzip()
+    if compress:
+        tag += "-gz"
+    headers = {"Cache-Control": _cache_control(max_age), "Vary": "Accept-Encoding"}
+    if status == 200 and request.if_none_match.contains(tag):
+        response = Response(status=304, headers=headers)
+        response.set_etag(tag)
+        return response
+    if compress:
+        data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    response = Response(data, status=status, headers=headers)
+    response.headers["Content-Type"] = mimetype
+    if status == 200:
+        response.set_etag(tag)
+    return response
+
+
+def streamed_response(chunks: Iterable[str], mimetype: str, max_age: int) -> Response:
+    """A chunked answer (large lists), gzipped on the fly for clients that take it."""
+    headers = {"Cache-Control": _cache_control(max_age), "Vary": "Accept-Encoding"}
+    encoded: Iterator[bytes] = (chunk.encode("utf-8") for chunk in chunks)
+    if accepts_gzip():
+        headers["Content-Encoding"] = "gzip"
+        encoded = _gzip_stream(encoded)
+    response = Response(encoded, status=200, headers=headers)
+    response.headers["Content-Type"] = mimetype
+    return response
+
+
+def _gzip_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    try:
+        for chunk in chunks:
+            data = compressor.compress(chunk)
+            if data:
+                yield data
+        yield compressor.flush()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
+
+
+def add_cors(response: Response) -> Response:
+    for name, value in CORS_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(add_cors)

@@ -1,0 +1,21 @@
+"""gunicorn settings for the viewer app (``viewer`` in the Procfile), its own process group.
+
+Each is overridable by env (``VIEWER_WORKERS``, ``VIEWER_THREADS``, ...), separately from
+the web app's, so that a flood of report readers cannot take workers from submissions.
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8001')}"
+workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count() * 2))
+# Threads: page views are short database reads; keep-alive clients need not pin a process.
+worker_class = os.environ.get("VIEWER_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("VIEWER_THREADS", "4"))
+timeout = int(os.environ.get("VIEWER_TIMEOUT", "30"))
+keepalive = 5
+# Each worker builds its own app (engine) after the fork: never share connections.
+preload_app = False
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

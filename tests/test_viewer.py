@@ -1,0 +1,220 @@
+"""The report viewer: /cpan/report/<id> and /report/<id> in its three forms, on both backends."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from app import create_viewer_app
+from tests import captures
+from tests.helpers import register_profile, replay
+from tests.viewer_helpers import (
+    SAMPLE,
+    SAMPLE_CREATOR,
+    add_cpanstats,
+    add_perl,
+    add_upload,
+    add_user,
+    make_document,
+    sample_document,
+    store_document,
+)
+
+
+@pytest.fixture
+def viewer_app(config):
+    application = create_viewer_app(config)
+    yield application
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+@pytest.fixture
+def viewer(viewer_app):
+    return viewer_app.test_client()
+
+
+def engine_of(viewer_app):
+    return viewer_app.extensions["cpantesters_viewer"].engine
+
+
+def _without_fact_guids(struct: dict) -> dict:
+    struct = json.loads(json.dumps(struct))
+    for fact in struct["result"]["content"]:
+        fact["metadata"]["core"].pop("guid")
+    return struct
+
+
+def test_json_form_matches_the_real_upstream_sample(viewer_app, viewer):
+    engine = engine_of(viewer_app)
+    add_user(engine, SAMPLE_CREATOR, "Doug Bell", "doug@example.com")
+    add_upload(engine, "Yancy", "1.004", "PREACTION")
+    guid = store_document(engine, sample_document())
+    response = viewer.get(f"/cpan/report/{guid}?json=1")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    # The facts of the sample have GUIDs of their own, which a v3 document does not keep.
+    assert _without_fact_guids(response.get_json()) == _without_fact_guids(SAMPLE)
+
+
+def test_json_form_of_an_unknown_report_is_a_200_with_success_0(viewer):
+    for path in ("/cpan/report/00000000-0000-0000-0000-000000000001", "/report/123456", "/report/nonsense"):
+        response = viewer.get(path + "?json=1")
+        assert response.status_code == 200
+        assert response.get_json() == {"success": 0}
+        assert response.headers["Cache-Control"] == "public, max-age=30"
+
+
+def test_unknown_report_page_is_a_404_with_a_short_max_age(viewer):
+    response = viewer.get("/cpan/report/00000000-0000-0000-0000-000000000001")
+    assert response.status_code == 404
+    assert "<h1>Report not found</h1>" in response.text
+    assert "Sorry, but that report does not exist." in response.text
+    assert response.headers["Cache-Control"] == "public, max-age=30"
+    raw = viewer.get("/report/00000000-0000-0000-0000-000000000001?raw=1")
+    assert raw.status_code == 404
+    assert "<h1>" not in raw.text and "does not exist" in raw.text
+
+
+def test_page_shows_title_metacpan_link_headers_and_the_full_text(viewer_app, viewer):
+    engine = engine_of(viewer_app)
+    add_upload(engine, "Yancy", "1.004", "PREACTION")
+    guid = store_document(engine, sample_document())
+    response = viewer.get(f"/cpan/report/{guid}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = response.text
+    assert "<title>CPAN Testers Reports: PASS Yancy-1.004 5.24.3 OpenBSD</title>" in page
+    assert '<a id="release" href="https://metacpan.org/release/PREACTION/Yancy-1.004">Yancy-1.004</a>' in page
+    assert "From: Doug Bell &lt;doug@example.com&gt;" in page
+    assert "Subject: PASS Yancy-1.004 5.24.3 OpenBSD" in page
+    assert "Date: 2018-04-17T04:10:57Z" in page
+    assert "All tests were successful." in page
+    assert "t/00-compile.t ............... ok" in page
+    assert "http://www.cpantesters.org/distro/Y/Yancy.html?version=1.004" in page
+
+
+def test_raw_form_has_no_layout(viewer_app, viewer):
+    guid = store_document(engine_of(viewer_app), sample_document())
+    page = viewer.get(f"/report/{guid}?raw=1").text
+    assert page.startswith('<pre id="report">')
+    assert "<h1>" not in page and "<html" not in page and "Back" not in page
+    assert "Subject: PASS Yancy-1.004 5.24.3 OpenBSD" in page
+
+
+def test_numeric_cpanstats_id_finds_the_report(viewer_app, viewer):
+    engine = engine_of(viewer_app)
+    doc = sample_document()
+    guid = store_document(engine, doc)
+    add_perl(engine, "5.24.3")
+    uploadid = add_upload(engine, "Yancy", "1.004", "PREACTION")
+    numeric = add_cpanstats(engine, uploadid, "Yancy", "1.004", guid=guid)
+    response = viewer.get(f"/cpan/report/{numeric}?json=1")
+    assert response.get_json()["result"]["metadata"]["core"]["guid"] == guid
+    assert viewer.get(f"/report/{numeric}").status_code == 200
+    assert viewer.get("/report/99999999999999999999").status_code == 404
+
+
+def test_author_comes_from_the_submission_when_uploads_has_no_row(viewer_app, viewer):
+    guid = store_document(engine_of(viewer_app), sample_document(), creator=None)
+    page = viewer.get(f"/cpan/report/{guid}").text
+    assert 'href="https://metacpan.org/release/PREACTION/Yancy-1.004"' in page
+    data = viewer.get(f"/cpan/report/{guid}?json=1").get_json()
+    assert data["result"]["metadata"]["core"]["resource"] == "cpan:///distfile/PREACTION/Yancy-1.004.tar.gz"
+    # No profile known: the creator falls back to "<name> <email>" instead of crashing.
+    assert data["result"]["metadata"]["core"]["creator"] == "Doug Bell doug@example.com"
+
+
+def test_neither_uploads_nor_a_resource_never_crashes_the_page(viewer_app, viewer):
+    doc = make_document(**{"distribution.path": None, "reporter.email": None})
+    guid = store_document(engine_of(viewer_app), doc, creator="metabase:user:00000000-0000-0000-0000-00000000dead")
+    response = viewer.get(f"/cpan/report/{guid}")
+    assert response.status_code == 200
+    assert 'href="https://metacpan.org/release/Yancy"' in response.text
+    assert "From: Doug Bell\n" in response.text
+    data = viewer.get(f"/cpan/report/{guid}?json=1").get_json()
+    assert data["result"]["metadata"]["core"]["resource"] == "cpan:///distfile/Yancy-1.004.tar.gz"
+
+
+HOSTILE = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>"\'&'
+
+
+def test_hostile_report_fields_are_escaped_everywhere(viewer_app, viewer):
+    doc = make_document(
+        **{
+            "reporter.name": HOSTILE,
+            "reporter.email": f"x@example.com{HOSTILE}",
+            "distribution.name": f"Evil{HOSTILE}",
+            "distribution.version": f"1.0{HOSTILE}",
+            "distribution.path": f"EVIL/Evil{HOSTILE}-1.0.tar.gz",
+            "environment.language.version": f"5.36.0{HOSTILE}",
+            "environment.system.osname": HOSTILE,
+            "result.output.uncategorized": f"before </pre>{HOSTILE}<!-- after",
+            "created": "2026-11-30T00:00:00Z",
+        }
+    )
+    guid = store_document(engine_of(viewer_app), doc, creator=None)
+    for form in ("", "?raw=1"):
+        page = viewer.get(f"/cpan/report/{guid}{form}").text
+        assert "<script>" not in page and "<img" not in page and "<!-- after" not in page
+        assert "</pre><script" not in page
+        assert "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;" in page
+    # the JSON form is JSON, not HTML: a browser never renders it as a page
+    response = viewer.get(f"/cpan/report/{guid}?json=1")
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.get_json()["result"]["content"][0]["content"]["textreport"].endswith("<!-- after")
+
+
+def test_unicode_renders_correctly_including_four_byte_characters(viewer_app, viewer):
+    text = "Ünïcödé ✓ 日本語 🐪 Slaven Rezić"
+    doc = make_document(**{"reporter.name": "Slaven Rezi&#263;", "result.output.uncategorized": text})
+    guid = store_document(engine_of(viewer_app), doc, creator=None)
+    response = viewer.get(f"/cpan/report/{guid}")
+    assert text in response.data.decode("utf-8")
+    assert "From: Slaven Rezić &lt;doug@example.com&gt;" in response.text
+    assert text == viewer.get(f"/cpan/report/{guid}?json=1").get_json()["result"]["content"][0]["content"]["textreport"]
+
+
+def test_strong_etag_gives_304_and_changes_with_the_tester_details(viewer_app, viewer):
+    engine = engine_of(viewer_app)
+    guid = store_document(engine, sample_document())
+    first = viewer.get(f"/cpan/report/{guid}")
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert first.headers["Cache-Control"] == "public, max-age=86400"
+    again = viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    add_user(engine, SAMPLE_CREATOR, "Douglas Bell", "preaction@example.com")
+    changed = viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert "From: Douglas Bell &lt;preaction@example.com&gt;" in changed.text
+
+
+def test_large_answers_are_gzipped_with_their_own_etag(viewer_app, viewer):
+    guid = store_document(engine_of(viewer_app), sample_document())
+    plain = viewer.get(f"/cpan/report/{guid}")
+    zipped = viewer.get(f"/cpan/report/{guid}", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert gzip.decompress(zipped.data) == plain.data
+    assert len(zipped.data) < len(plain.data) / 2
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+    revalidated = viewer.get(
+        f"/cpan/report/{guid}", headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]}
+    )
+    assert revalidated.status_code == 304
+
+
+def test_the_real_clients_report_is_viewable_at_once_in_all_three_forms(app, client, viewer):
+    register_profile(app.extensions["cpantesters"].engine)
+    response = replay(client, captures.load("01-ok")[0])
+    assert response.status_code == 201
+    guid = response.get_json()["guid"]
+    page = viewer.get(f"/cpan/report/{guid}")
+    assert page.status_code == 200 and "Subject: " in page.text
+    assert viewer.get(f"/report/{guid}?raw=1").status_code == 200
+    data = viewer.get(f"/cpan/report/{guid}?json=1").get_json()
+    assert data["success"] == "1"
+    assert data["result"]["metadata"]["core"]["guid"] == guid
+    assert data["result"]["metadata"]["core"]["resource"].startswith("cpan:///distfile/")
