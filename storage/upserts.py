@@ -1,0 +1,53 @@
+"""The one place that knows how each dialect spells an upsert.
+
+MySQL/MariaDB: ``INSERT ... ON DUPLICATE KEY UPDATE`` (assignments run left to right and
+later ones see the earlier ones' results); SQLite: ``INSERT ... ON CONFLICT (key) DO
+UPDATE`` (every assignment sees the old row). Callers write assignments that mean the same
+on both: an assignment never reads a column assigned before it.
+
+Nothing here reports whether a row was inserted or updated: pymysql's dialect sets
+CLIENT.FOUND_ROWS, so ``rowcount`` cannot tell an insert from a no-op. Read the row back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+
+Assignments = Callable[[sa.ColumnCollection], list[tuple[str, sa.ColumnElement]]]
+"""Given the proposed row (``inserted``/``excluded``), the ``(column, new value)`` pairs to set."""
+
+
+def upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    values: dict | Sequence[dict],
+    key: Sequence[str],
+    assignments: Assignments | None = None,
+) -> None:
+    """Insert ``values``; on a conflict on the unique ``key`` apply ``assignments``
+    (or leave the existing row alone when there are none)."""
+    if conn.dialect.name == "mysql":
+        stmt = mysql.insert(table).values(values)
+        if assignments is None:
+            # A no-op update that keeps the row (INSERT IGNORE would also swallow other errors).
+            first = key[0]
+            stmt = stmt.on_duplicate_key_update([(first, table.c[first])])
+        else:
+            stmt = stmt.on_duplicate_key_update(assignments(stmt.inserted))
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(table).values(values)
+        if assignments is None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        else:
+            stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
+    else:  # pragma: no cover - only the two dialects above are supported
+        raise NotImplementedError(conn.dialect.name)
+    conn.execute(stmt)
+
+
+def insert_missing(conn: sa.Connection, table: sa.Table, values: dict | Sequence[dict], key: Sequence[str]) -> None:
+    """Insert rows whose ``key`` is not there yet; leave existing rows untouched."""
+    upsert(conn, table, values, key)
