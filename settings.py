@@ -54,6 +54,17 @@ class Settings:
         30, "Seconds a report-not-found answer may be cached (the report may arrive any moment)."
     )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
+    ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")
+    ADMIN_PASSWORD_HASH: str = setting(
+        "",
+        "werkzeug `generate_password_hash` of the `/dashboard` password; empty disables the dashboard.",
+    )
+    ALERT_SMTP_URL: str = setting(
+        "", "Where the check command sends e-mail: `smtp://[user:pass@]host[:port]` (`smtps://`, `smtp+starttls://`)."
+    )
+    ALERT_EMAIL_TO: str = setting("", "Comma-separated recipients of the check command's e-mail.")
+    ALERT_EMAIL_FROM: str = setting("cpantesters-check@localhost", "Sender address of the check command's e-mail.")
+    ALERT_WEBHOOK_URL: str = setting("", "URL the check command POSTs its JSON status to when it alerts.")
 
     @property
     def auth_enabled(self) -> bool:

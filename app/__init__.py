@@ -11,7 +11,7 @@ import logging
 from flask import Flask
 
 import settings as settings_module
-from app import errors, legacy_api, openapi, read_api, tail_log, v3_api, viewer
+from app import dashboard, errors, legacy_api, openapi, ops, read_api, tail_log, v3_api, viewer
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
     v3_api.init_app(app)
     tail_log.init_app(app)
     openapi.init_app(app)
+    ops.init_app(app)
+    dashboard.init_app(app, config)
     return app
 
 

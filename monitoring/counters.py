@@ -24,6 +24,22 @@ def _key(event: str, minute: int) -> str:
     return f"{KEY_PREFIX}:{event}:{minute}"
 
 
+def total_key(event: str) -> str:
+    """The never-expiring running total of ``event`` (a Prometheus counter; resets with Redis)."""
+    return f"{KEY_PREFIX}:{event}:total"
+
+
+def last_key(event: str) -> str:
+    """Epoch seconds of the latest ``event`` (the alarm's "nothing submitted for ..." test)."""
+    return f"{KEY_PREFIX}:{event}:last"
+
+
+def totals(connection: redis.Redis, events: list[str]) -> dict[str, int]:
+    """Running totals of ``events`` in one MGET."""
+    values = connection.mget([total_key(e) for e in events])
+    return {e: int(v or 0) for e, v in zip(events, values, strict=True)}
+
+
 def record(connection: redis.Redis, event: str, count: int = 1, at: float | None = None) -> None:
     """Add ``count`` to this minute's counter of ``event``; never raises (figures are best effort)."""
     minute = int((at if at is not None else time.time()) // 60)
@@ -31,6 +47,8 @@ def record(connection: redis.Redis, event: str, count: int = 1, at: float | None
         pipe = connection.pipeline(transaction=False)
         pipe.incrby(_key(event, minute), count)
         pipe.expire(_key(event, minute), RETENTION_SECONDS)
+        pipe.incrby(total_key(event), count)
+        pipe.set(last_key(event), int(at if at is not None else time.time()))
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("event counter not recorded event=%s error=%s", event, exc)

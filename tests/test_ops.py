@@ -1,0 +1,189 @@
+"""The operators' surface: /status, /metrics, /healthz, /readyz, on both backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+from rq import SimpleWorker, Worker
+
+from app import create_app
+from monitoring import counters
+from monitoring import jobs as job_metrics
+from tests import captures
+from tests.helpers import register_profile, replay, with_new_guid
+from workers.queue import SERIALIZER, report_queue
+
+
+def services(app):
+    return app.extensions["cpantesters"]
+
+
+def submit(app, client, count: int = 1) -> list[str]:
+    register_profile(services(app).engine)
+    recorded = captures.load("01-ok")[0]
+    guids = []
+    for _ in range(count):
+        body, guid = with_new_guid(recorded.body)
+        assert replay(client, recorded, body).status_code == 201
+        guids.append(guid)
+    return guids
+
+
+def test_healthz_answers_without_touching_a_backend(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_database_and_redis_answer(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ready", "database": "ok", "redis": "ok"}
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(config, unreachable_database_url):
+    app = create_app(dataclasses.replace(config, DATABASE_URL=unreachable_database_url, DB_CONNECT_TIMEOUT=1))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["database"].startswith("unreachable")
+    assert response.json["redis"] == "ok"
+
+
+def test_status_json_shows_waiting_reports_queue_and_rates(app, client):
+    guids = submit(app, client, 3)
+    response = client.get("/status", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    f = response.json
+    assert f["waiting"] == 3
+    assert f["stored"] >= 3
+    assert 0 <= f["oldest_waiting_seconds"] < 60
+    assert f["queued"] == 3
+    assert [q["name"] for q in f["queues"]] == ["reports"]
+    assert f["queues"][0]["queued"] == 3
+    assert f["failed_jobs"] == 0
+    assert f["workers"] == [] and f["workers_alive"] == 0
+    assert f["spooled"] == 0
+    assert f["submitted_total"] == 3
+    assert f["errors"] == {}
+    history = f["history"]
+    assert len(history["minute_starts"]) == 60
+    assert sum(history["submitted"]) == 3
+    assert history["queue_depth"][-1] == 3
+    assert client.get("/status?format=json").json["waiting"] == len(guids)
+
+
+def test_status_json_shows_each_worker_and_what_it_does(app, client):
+    redis_connection = services(app).redis
+    worker = Worker([report_queue(redis_connection)], connection=redis_connection, name="w-test-1")
+    worker.register_birth()
+    try:
+        f = client.get("/status?format=json").json
+        assert f["workers_alive"] == 1
+        assert f["workers"][0]["name"] == "w-test-1"
+        assert f["workers"][0]["queues"] == ["reports"]
+    finally:
+        worker.register_death()
+
+
+def test_status_is_an_html_page_for_a_browser(app, client):
+    submit(app, client, 2)
+    response = client.get("/status", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/html")
+    page = response.get_data(as_text=True)
+    assert '<div class="value" id="waiting">2</div>' in page
+    assert 'id="figures"' in page and "<svg" in page
+    assert "http://" not in page.replace('xmlns="http://', "").replace('"http://www.w3.org/2000/svg"', "")
+
+
+def test_processed_reports_lower_the_queue_and_show_in_the_rates(app, client):
+    submit(app, client, 2)
+    connection = services(app).redis
+    # What a processing job records, without depending on the processing code.
+    for guid in ("a", "b"):
+        job_metrics.report_processed(connection, guid, "done", 0.02)
+    report_queue(connection).empty()
+    f = client.get("/status?format=json").json
+    assert f["processed_total"] == 2
+    assert f["history"]["processed"][-1] == 2
+    assert f["queued"] == 0
+
+
+def test_metrics_expose_pipeline_figures_and_latency_histograms(app, client):
+    submit(app, client, 2)
+    job_metrics.observe(services(app).redis, 0.03, "done")
+    job_metrics.observe(services(app).redis, 7.0, "done")
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "cpt_reports_waiting 2.0" in text
+    assert 'cpt_queue_jobs{queue="reports",registry="queued"} 2.0' in text
+    assert 'cpt_queue_jobs{queue="reports",registry="failed"} 0.0' in text
+    assert "cpt_workers_alive 0.0" in text
+    assert "cpt_reports_submitted_total 2.0" in text
+    assert "cpt_reports_stored_estimate" in text
+    assert "cpt_reports_oldest_waiting_seconds" in text
+    assert "cpt_spooled_reports 0.0" in text
+    assert 'cpt_figures_up{source="database"} 1.0' in text
+    assert 'cpt_job_duration_seconds_bucket{le="0.05",outcome="done"} 1.0' in text
+    assert 'cpt_job_duration_seconds_bucket{le="+Inf",outcome="done"} 2.0' in text
+    assert 'cpt_job_duration_seconds_count{outcome="done"} 2.0' in text
+    assert 'cpt_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"}' in text
+    assert (
+        'cpt_http_request_duration_seconds_count{method="POST",route="/api/v1/submit/<fact_type>",status="201"}' in text
+    )
+
+
+def test_metrics_still_answer_when_the_database_is_down(config, unreachable_database_url):
+    app = create_app(dataclasses.replace(config, DATABASE_URL=unreachable_database_url, DB_CONNECT_TIMEOUT=1))
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'cpt_figures_up{source="database"} 0.0' in text
+    assert 'cpt_figures_up{source="redis"} 1.0' in text
+    assert "cpt_reports_waiting" not in text
+
+
+def test_job_durations_come_from_a_real_job_run_in_a_worker(app, client):
+    connection = services(app).redis
+    queue = report_queue(connection)
+    queue.enqueue("tests.test_ops.timed_job", "guid-1")
+    SimpleWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
+    histograms = job_metrics.histograms(connection)
+    assert histograms["done"]["count"] == 1
+    assert client.get("/status?format=json").json["processed_total"] == 1
+
+
+def timed_job(guid):
+    from rq import get_current_job
+
+    with job_metrics.timed_report(get_current_job().connection, guid):
+        pass
+
+
+def test_a_processed_report_is_logged_in_one_line_with_guid_outcome_and_duration(app, caplog):
+    with caplog.at_level(logging.INFO, logger="workers.processed"):
+        job_metrics.report_processed(services(app).redis, "0b1c", "done", 0.0123)
+    assert "processed guid=0b1c outcome=done ms=12.3" in caplog.text
+
+
+def test_a_submission_is_logged_in_one_line_with_guid_outcome_and_duration(app, client, caplog):
+    with caplog.at_level(logging.INFO):
+        (guid,) = submit(app, client, 1)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("submission "))
+    assert f"guid={guid}" in line and "outcome=created" in line and "ms=" in line
+
+
+@pytest.fixture
+def unreachable_database_url():
+    from tests.backends import free_port
+
+    return f"mysql://root@127.0.0.1:{free_port()}/nowhere"
+
+
+def test_counters_keep_a_running_total_and_the_time_of_the_last_event(app):
+    connection = services(app).redis
+    counters.record(connection, counters.SUBMITTED, 2, at=1_000_000.0)
+    assert counters.totals(connection, [counters.SUBMITTED]) == {counters.SUBMITTED: 2}
+    assert int(connection.get(counters.last_key(counters.SUBMITTED))) == 1_000_000
