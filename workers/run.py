@@ -1,7 +1,15 @@
 """Start one RQ worker on the reports queue (``worker`` in the Procfile).
 
 Needs nothing but ``DATABASE_URL`` and ``REDIS_URL``; see the README's "Add a worker
-host". Equivalent to ``rq worker --with-scheduler`` with our serializer and settings.
+host":
+
+    DATABASE_URL=mysql://user:pass@db/cpanstats REDIS_URL=redis://redis:6379/0 python -m workers.run
+
+Equivalent to ``rq worker --with-scheduler`` with our serializer and settings. By default
+a ``SimpleWorker``: jobs run in the worker process itself, which keeps its database
+connections between jobs (opened in this process on the first job, never inherited from a
+parent). A forking ``Worker`` (``--fork``) isolates each job in a child process but opens a
+database connection per job and runs about 3 times fewer jobs per second (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 import settings
 from workers import queue
@@ -18,21 +26,35 @@ MAINTENANCE_INTERVAL = 60
 """Seconds between RQ's registry maintenance (abandoned jobs come back this fast; RQ's default is 600)."""
 
 
+def build_worker(
+    connection, name: str | None = None, fork: bool = False, maintenance_interval: int = MAINTENANCE_INTERVAL
+):
+    worker_class = Worker if fork else SimpleWorker
+    return worker_class(
+        [queue.report_queue(connection)],
+        connection=connection,
+        serializer=queue.SERIALIZER,
+        name=name,
+        maintenance_interval=maintenance_interval,
+    )
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's host.pid)")
+    parser.add_argument("--fork", action="store_true", help="fork a work horse per job (RQ's default Worker)")
+    parser.add_argument(
+        "--maintenance-interval",
+        type=int,
+        default=MAINTENANCE_INTERVAL,
+        help=f"seconds between registry clean-ups (default {MAINTENANCE_INTERVAL})",
+    )
     args = parser.parse_args(argv)
     config = settings.load()
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     connection = queue.connect(config.REDIS_URL)
-    worker = Worker(
-        [queue.report_queue(connection)],
-        connection=connection,
-        serializer=queue.SERIALIZER,
-        name=args.name,
-        maintenance_interval=MAINTENANCE_INTERVAL,
-    )
+    worker = build_worker(connection, args.name, args.fork, args.maintenance_interval)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=config.LOG_LEVEL)
 
 

@@ -1,0 +1,121 @@
+"""The farm: real worker processes (``python -m workers.run``) against the real backends,
+several at once on one release, with duplicate jobs, and one killed in the middle of a job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from rq import Retry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from storage.tables import cpanstats, release_data, uploads
+from tests.processing_helpers import GRADES, PERLS, TESTERS, recount, run_jobs, states, store, summary, table_count
+from workers.queue import JOB_FUNCTION, JOB_TIMEOUT, enqueue_report, job_id, report_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_worker(backend, *extra: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": backend.database_url,
+        "REDIS_URL": backend.redis_url,
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "workers.run", *extra], cwd=ROOT, env=env)
+
+
+@pytest.fixture
+def db(backend, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", backend.database_url)
+    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+
+
+def test_concurrent_workers_on_one_release_with_duplicate_jobs_count_every_report_once(backend, db):
+    expected: dict[str, int] = dict.fromkeys(GRADES, 0)
+    guids = []
+    for i in range(90):
+        grade = GRADES[i % 4]
+        expected[grade] += 1
+        guids.append(store(db, grade=grade, perl=PERLS[i % 3], tester=TESTERS[i % len(TESTERS)]))
+    redis = backend.redis()
+    queue = report_queue(redis)
+    for guid in guids:
+        enqueue_report(redis, guid)
+    # The backlog tool's batch jobs for the same reports, overlapping: every report is
+    # offered to the workers three times, in different orders.
+    for start in range(0, 90, 15):
+        queue.enqueue("workers.jobs.process_batch", guids[start : start + 15])
+        queue.enqueue("workers.jobs.process_batch", list(reversed(guids[start : start + 20])))
+
+    workers = [start_worker(backend, "--burst") for _ in range(3)]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+
+    assert FailedJobRegistry(queue=queue).count == 0
+    assert set(states(db).values()) == {"done"}
+    assert table_count(db, cpanstats) == 90
+    assert table_count(db, release_data) == 90
+    assert table_count(db, uploads) == 1
+    got = summary(db)
+    assert got == recount(db)
+    totals = [sum(counts[i] for counts in got.values()) for i in range(4)]
+    assert totals == [expected[g] for g in ("pass", "fail", "na", "unknown")]
+
+
+def test_a_worker_killed_mid_job_loses_nothing(backend, db):
+    guid = store(db, grade="fail")
+    with db.begin() as conn:  # the release is known, so the job will want its uploads row
+        conn.execute(
+            uploads.insert().values(
+                type="cpan",
+                author="BARBIE",
+                dist="CPAN-Testers-WWW-Statistics",
+                version="1.06",
+                filename="x",
+                released=1,
+            )
+        )
+    redis = backend.redis()
+    queue = report_queue(redis)
+    # The intake's job, with the back-off between attempts shortened for the test.
+    queue.enqueue(JOB_FUNCTION, guid, job_id=job_id(guid), job_timeout=JOB_TIMEOUT, retry=Retry(max=3))
+
+    blocker = db.connect()
+    transaction = blocker.begin()  # hold a lock the job needs, so that it stops mid-transaction
+    if db.dialect.name == "mysql":
+        blocker.execute(sa.select(uploads).with_for_update())
+    worker = start_worker(backend)
+    try:
+        started = StartedJobRegistry(queue=queue)
+        deadline = time.monotonic() + 30
+        while job_id(guid) not in started.get_job_ids():
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        worker.send_signal(signal.SIGKILL)  # power cut in the middle of the transaction
+        worker.wait(timeout=10)
+    finally:
+        transaction.rollback()
+        blocker.close()
+
+    assert states(db) == {guid: "pending"}
+    assert table_count(db, cpanstats) == 0  # the half-done transaction left nothing
+
+    # RQ's maintenance, once the dead worker's heartbeat has expired, hands the job back.
+    started.cleanup(timestamp=time.time() + JOB_TIMEOUT + 61)
+    assert job_id(guid) in queue.get_job_ids()
+    run_jobs(redis)
+
+    assert states(db) == {guid: "done"}
+    assert summary(db) == {("CPAN-Testers-WWW-Statistics", "1.06", 1, 1, 1, 1): (0, 1, 0, 0)}
