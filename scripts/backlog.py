@@ -1,0 +1,143 @@
+"""Process (or queue) stored reports that have no cpanstats row yet.
+
+    python -m scripts.backlog                                   # queue every unprocessed report
+    python -m scripts.backlog --ids 1000-250000 --process       # process an id range here, now
+    python -m scripts.backlog --since 2026-11-01 --until 2026-11-02 --dry-run
+    python -m scripts.backlog --guid 0cbce1be-07f0-11e3-9db1-878205732d18 --process
+
+Selects ``test_report`` rows with no ``cpanstats`` row (Perl 6 reports, marked skipped,
+are left out), walking the table by id in windows, with a progress bar. ``--guid`` takes
+the given reports whatever their state. By default it queues one RQ job per batch of
+GUIDs (``workers.jobs.process_batch``, one transaction per batch); ``--process`` does the
+work in this process instead. Safe while the workers run: processing is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+
+import sqlalchemy as sa
+from rq import Retry
+from tqdm import tqdm
+
+import settings
+from storage.processing import processing_engine
+from storage.tables import cpanstats, test_report
+from workers import queue
+
+logger = logging.getLogger("scripts.backlog")
+
+WINDOW = 5000
+"""Ids scanned per query."""
+
+BATCH_JOB_TIMEOUT = 600
+BATCH_RETRY = Retry(max=3, interval=[10, 60, 300])
+
+
+def parse_ids(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
+def unprocessed(
+    engine: sa.Engine, ids: tuple[int, int] | None, since: datetime | None, until: datetime | None, progress
+) -> Iterator[str]:
+    """GUIDs of reports with no cpanstats row, by id window, in id order (a short read
+    transaction per window, so that the scan never holds locks the workers need)."""
+    bounds = sa.select(sa.func.min(test_report.c.id), sa.func.max(test_report.c.id))
+    with engine.connect() as conn:
+        low, high = conn.execute(bounds).one()
+    if low is None:
+        return
+    if ids:
+        low, high = max(low, ids[0]), min(high, ids[1])
+    progress.reset(total=max(high - low + 1, 0))
+    start = low
+    while start <= high:
+        end = min(start + WINDOW - 1, high)
+        query = (
+            sa.select(test_report.c.guid)
+            .where(
+                test_report.c.id.between(start, end),
+                test_report.c.state != "skipped",
+                ~sa.exists().where(cpanstats.c.guid == test_report.c.guid),
+            )
+            .order_by(test_report.c.id)
+        )
+        if since:
+            query = query.where(test_report.c.created >= since)
+        if until:
+            query = query.where(test_report.c.created < until)
+        with engine.connect() as conn:
+            found = list(conn.execute(query).scalars())
+        yield from found
+        progress.update(end - start + 1)
+        start = end + 1
+
+
+def batches(guids: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for guid in guids:
+        batch.append(guid)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--guid", action="append", default=[], help="this report (repeatable)")
+    parser.add_argument("--ids", type=parse_ids, help="test_report id range, e.g. 1000-2000")
+    parser.add_argument("--since", type=datetime.fromisoformat, help="received at or after (UTC)")
+    parser.add_argument("--until", type=datetime.fromisoformat, help="received before (UTC)")
+    parser.add_argument("--process", action="store_true", help="process here instead of queueing jobs")
+    parser.add_argument("--batch-size", type=int, default=200, help="reports per job / transaction (200)")
+    parser.add_argument("--dry-run", action="store_true", help="only count what would be done")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    config = settings.load()
+    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    engine = processing_engine(config.DATABASE_URL)
+    redis = None if (args.process or args.dry_run) else queue.connect(config.REDIS_URL)
+    totals = {"reports": 0, "batches": 0, "failed": 0}
+    with tqdm(total=0, unit="id", disable=args.no_progress, file=sys.stderr, desc="scanning") as progress:
+        guids = iter(args.guid) if args.guid else unprocessed(engine, args.ids, args.since, args.until, progress)
+        for batch in batches(guids, args.batch_size):
+            totals["reports"] += len(batch)
+            totals["batches"] += 1
+            progress.set_postfix(reports=totals["reports"])
+            if args.dry_run:
+                continue
+            if args.process:
+                from workers.jobs import BatchFailed, process_batch
+
+                try:
+                    process_batch(batch)
+                except BatchFailed as exc:
+                    totals["failed"] += 1
+                    logger.error("%s", exc)
+            else:
+                queue.report_queue(redis).enqueue(
+                    "workers.jobs.process_batch",
+                    batch,
+                    job_timeout=BATCH_JOB_TIMEOUT,
+                    ttl=queue.JOB_TTL,
+                    result_ttl=queue.RESULT_TTL,
+                    failure_ttl=queue.FAILURE_TTL,
+                    retry=BATCH_RETRY,
+                    description=f"process {len(batch)} backlog reports from {batch[0]}",
+                )
+    verb = "would handle" if args.dry_run else ("processed" if args.process else "queued")
+    print(f"{verb} {totals['reports']} reports in {totals['batches']} batches; failed batches: {totals['failed']}")
+    return 1 if totals["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
