@@ -19,7 +19,7 @@ import urllib.parse
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Flask, request
+from flask import Flask, request, send_from_directory
 from werkzeug.security import check_password_hash
 
 import settings as settings_module
@@ -112,10 +112,12 @@ def init_app(app: Flask, config: settings_module.Settings) -> None:
     """Mount rq-dashboard at /dashboard when credentials are configured; refuse it otherwise."""
     if not (config.ADMIN_USER and config.ADMIN_PASSWORD_HASH):
 
-        @app.route(PREFIX, defaults={"rest": ""}, methods=["GET", "POST"])
-        @app.route(f"{PREFIX}/<path:rest>", methods=["GET", "POST"])
-        def dashboard_disabled(rest):
-            return json_response({"error": "the dashboard is disabled: set ADMIN_USER and ADMIN_PASSWORD_HASH"}, 404)
+        @app.before_request
+        def dashboard_disabled():
+            if _under_prefix(request.path):
+                message = "the dashboard is disabled: set ADMIN_USER and ADMIN_PASSWORD_HASH"
+                return json_response({"error": message}, 404)
+            return None
 
         return
 
@@ -127,6 +129,14 @@ def init_app(app: Flask, config: settings_module.Settings) -> None:
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
+    if "static" not in app.view_functions:
+        # Its base template asks the app's 'static' endpoint for favicon.ico; our app has no static folder.
+        static_folder = rq_dashboard.blueprint.static_folder
+
+        def dashboard_app_static(filename):
+            return send_from_directory(static_folder, filename)
+
+        app.add_url_rule(f"{PREFIX}/app-static/<path:filename>", "static", dashboard_app_static)
 
     @app.before_request
     def guard_dashboard():
