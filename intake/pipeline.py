@@ -216,9 +216,7 @@ class Intake:
             raise Conflict(f"report {guid} already exists with different content")
         if stored is Stored.DUPLICATE:
             return Receipt(guid, Outcome.DUPLICATE)
-        queued = enqueue_report(self.redis, guid, self.queue_name)
-        if queued:
-            counters.record(self.redis, counters.SUBMITTED)
+        queued = enqueue_report(self.redis, guid, self.queue_name, count_as=counters.SUBMITTED)
         return Receipt(guid, Outcome.CREATED, queued)
 
     def _spool(self, guid, record, credentials, received, exc) -> Receipt:

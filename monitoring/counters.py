@@ -42,16 +42,22 @@ def totals(connection: redis.Redis, events: list[str]) -> dict[str, int]:
 
 def record(connection: redis.Redis, event: str, count: int = 1, at: float | None = None) -> None:
     """Add ``count`` to this minute's counter of ``event``; never raises (figures are best effort)."""
-    minute = int((at if at is not None else time.time()) // 60)
     try:
         pipe = connection.pipeline(transaction=False)
-        pipe.incrby(_key(event, minute), count)
-        pipe.expire(_key(event, minute), RETENTION_SECONDS)
-        pipe.incrby(total_key(event), count)
-        pipe.set(last_key(event), int(at if at is not None else time.time()))
+        add_to(pipe, event, count, at)
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("event counter not recorded event=%s error=%s", event, exc)
+
+
+def add_to(pipe, event: str, count: int = 1, at: float | None = None) -> None:
+    """Queue the counter updates on a caller's pipeline (one round trip with its other writes)."""
+    moment = at if at is not None else time.time()
+    minute = int(moment // 60)
+    pipe.incrby(_key(event, minute), count)
+    pipe.expire(_key(event, minute), RETENTION_SECONDS)
+    pipe.incrby(total_key(event), count)
+    pipe.set(last_key(event), int(moment))
 
 
 def series(connection: redis.Redis, event: str, minutes: int = 60, now: float | None = None) -> list[tuple[int, int]]:

@@ -79,6 +79,11 @@ class LegacyReportContentSchema(Schema):
     textreport = fields.String(required=True)
 
 
+# Schema instances are reusable and building one is costly; this runs on every submission.
+_FACT = FactSchema()
+_LEGACY_CONTENT = LegacyReportContentSchema()
+
+
 @dataclass(frozen=True)
 class MetabaseReport:
     """A decoded, validated CPAN-Testers-Report submission."""
@@ -134,7 +139,7 @@ def load_fact(data, prefix: str) -> dict:
     if not isinstance(data, dict):
         raise InvalidReport(f"a fact must be a JSON object at {prefix}", prefix)
     try:
-        fact = FactSchema().load(data)
+        fact = _FACT.load(data)
     except ValidationError as err:
         raise _first_error(err, prefix) from err
     fact["metadata"]["core"]["guid"] = fact["metadata"]["core"]["guid"].lower()
@@ -179,7 +184,7 @@ def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     if isinstance(legacy.get("grade"), str):
         legacy = {**legacy, "grade": legacy["grade"].lower()}
     try:
-        legacy = LegacyReportContentSchema().load(legacy)
+        legacy = _LEGACY_CONTENT.load(legacy)
     except ValidationError as err:
         raise _first_error(err, legacy_path) from err
 

@@ -34,6 +34,8 @@ ENCODING_ONLY = ftfy.TextFixerConfig(
 )
 
 _LATIN1_HIGH = re.compile("[\u0080-\u00ff]")
+# One line (without its end) that holds a character of that range: found in one C pass.
+_LINE_WITH_LATIN1_HIGH = re.compile("[^\r\n]*[\u0080-\u00ff][^\r\n]*")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -44,14 +46,16 @@ def repair_mojibake(text: str) -> str:
     """
     if not _LATIN1_HIGH.search(text):
         return text
-    lines = text.splitlines(keepends=True)
-    for index, line in enumerate(lines):
-        if _LATIN1_HIGH.search(line):
-            try:
-                lines[index] = ftfy.fix_text(line, ENCODING_ONLY)
-            except Exception:  # ftfy on hostile input: keep the line rather than fail the report
-                logger.warning("mojibake repair failed on a line; kept as is", exc_info=True)
-    return "".join(lines)
+    return _LINE_WITH_LATIN1_HIGH.sub(_repair_line, text)
+
+
+def _repair_line(match: re.Match) -> str:
+    line = match.group(0)
+    try:
+        return ftfy.fix_text(line, ENCODING_ONLY)
+    except Exception:  # ftfy on hostile input: keep the line rather than fail the report
+        logger.warning("mojibake repair failed on a line; kept as is", exc_info=True)
+        return line
 
 
 def storable(text: str) -> str:

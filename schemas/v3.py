@@ -136,6 +136,9 @@ class ErrorsSchema(Schema):
     errors = fields.List(fields.Nested(ErrorSchema), required=True)
 
 
+_NEW_REPORT = NewReportSchema()
+
+
 def validation_errors(messages, prefix: str = "/report") -> list[dict]:
     """marshmallow's nested messages as ``[{"message", "path"}]`` with JSON pointers."""
     found: list[dict] = []
@@ -161,7 +164,7 @@ def load_new_report(data) -> dict:
     if not isinstance(data, dict):
         raise V3ValidationError([{"message": "Expected object", "path": "/report"}])
     try:
-        NewReportSchema().load(data)
+        _NEW_REPORT.load(data)
     except ValidationError as err:
         raise V3ValidationError(validation_errors(err.messages)) from err
     # Validation only: the document is stored as the client sent it (unknown keys kept).

@@ -11,6 +11,8 @@ import json
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from storage.tables import test_report
@@ -37,7 +39,8 @@ def store_report(engine: sa.Engine, row: dict) -> Stored:
     values = {**row, "report": encode_document(row["report"])}
     try:
         with engine.begin() as conn:
-            conn.execute(test_report.insert().values(**values))
+            # One cached statement with bound values: no per-request SQL compilation.
+            conn.execute(test_report.insert(), values)
         return Stored.CREATED
     except IntegrityError:
         with engine.connect() as conn:
@@ -47,6 +50,19 @@ def store_report(engine: sa.Engine, row: dict) -> Stored:
         if known is None:
             raise
         return Stored.DUPLICATE if known == row["submission_sha256"] else Stored.CONFLICT
+
+
+def insert_reports(conn: sa.Connection, rows: list[dict]) -> None:
+    """Insert many ``test_report`` rows (``report`` as dicts) in the caller's transaction,
+    leaving any row whose GUID is already stored exactly as it is (the legacy migration)."""
+    if not rows:
+        return
+    values = [{**row, "report": encode_document(row["report"])} for row in rows]
+    if conn.dialect.name == "mysql":
+        stmt = mysql_insert(test_report).on_duplicate_key_update(guid=test_report.c.guid)
+    else:
+        stmt = sqlite_insert(test_report).on_conflict_do_nothing(index_elements=["guid"])
+    conn.execute(stmt, values)  # executemany: pymysql packs it into multi-row INSERTs
 
 
 def load_report(conn: sa.Connection, guid: str) -> dict | None:

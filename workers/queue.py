@@ -14,6 +14,8 @@ import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from monitoring import counters
+
 logger = logging.getLogger(__name__)
 
 QUEUE_NAME = "reports"
@@ -60,21 +62,32 @@ def report_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
     return Queue(name, connection=connection, serializer=SERIALIZER)
 
 
-def enqueue_report(connection: redis.Redis, guid: str, queue_name: str = QUEUE_NAME) -> bool:
+def enqueue_report(
+    connection: redis.Redis, guid: str, queue_name: str = QUEUE_NAME, count_as: str | None = None
+) -> bool:
     """Queue the processing job of one stored report. Returns False (and logs) when
-    Redis is unreachable: the report stays pending and the sweeper queues it later."""
+    Redis is unreachable: the report stays pending and the sweeper queues it later.
+
+    The job and, with ``count_as``, the per-minute event counter go to Redis in one
+    pipelined round trip (this runs on every submission).
+    """
     try:
-        report_queue(connection, queue_name).enqueue(
+        pipe = connection.pipeline()
+        report_queue(connection, queue_name).enqueue_call(
             JOB_FUNCTION,
-            guid,
+            args=(guid,),
             job_id=job_id(guid),
-            job_timeout=JOB_TIMEOUT,
+            timeout=JOB_TIMEOUT,
             ttl=JOB_TTL,
             result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             description=f"process report {guid}",
+            pipeline=pipe,
         )
+        if count_as:
+            counters.add_to(pipe, count_as)
+        pipe.execute()
         return True
     except redis.RedisError as exc:
         logger.warning("enqueue failed guid=%s error=%s; the sweeper will queue it", guid, exc)
