@@ -22,7 +22,7 @@ from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.distname import parse_distfile
 from schemas.metabase import DISTFILE_PREFIX, is_guid
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
-from storage.engine import create_engine
+from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalise_url
 from storage.reports import load_report
 from storage.tables import cpanstats, metabase_user, uploads
 
@@ -222,8 +222,32 @@ def view_report(ident: str):
     return viewer_http.cached_response(body, "text/html; charset=utf-8", config.VIEWER_MAX_AGE)
 
 
+def read_engine(url: str, connect_timeout: int) -> sa.Engine:
+    """An engine for reads only. On SQLite its transactions are deferred ``BEGIN`` (the
+    writers' engine takes ``BEGIN IMMEDIATE``), so that in WAL mode a page view never
+    holds the write lock a submission is waiting for."""
+    parsed = normalise_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return create_engine(url, connect_timeout=connect_timeout)
+    engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
 def init_app(app: Flask, config: settings_module.Settings) -> ViewerServices:
-    engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
+    engine = read_engine(config.DATABASE_URL, config.DB_CONNECT_TIMEOUT)
     services = ViewerServices(config, engine)
     app.extensions[EXTENSION_KEY] = services
     app.register_blueprint(viewer)

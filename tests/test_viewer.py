@@ -24,8 +24,9 @@ from tests.viewer_helpers import (
 
 
 @pytest.fixture
-def viewer_app(config):
+def viewer_app(config, writer):
     application = create_viewer_app(config)
+    application.extensions["cpantesters_writer"] = writer
     yield application
     application.extensions["cpantesters_viewer"].engine.dispose()
 
@@ -35,8 +36,16 @@ def viewer(viewer_app):
     return viewer_app.test_client()
 
 
+@pytest.fixture
+def writer(backend):
+    """A writing engine for the test's own rows (the viewer's engine is read-only)."""
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+
+
 def engine_of(viewer_app):
-    return viewer_app.extensions["cpantesters_viewer"].engine
+    return viewer_app.extensions["cpantesters_writer"]
 
 
 def _without_fact_guids(struct: dict) -> dict:
