@@ -92,7 +92,8 @@ STATUS_TEMPLATE = """<!doctype html>
   [["queue_depth", "#1f77b4", maxDepth], ["submitted", "#2ca02c", maxRate], ["processed", "#d62728", maxRate]].forEach(function (s) {
     var values = h[s[0]];
     var points = values.map(function (v, i) { return x(i).toFixed(1) + "," + y(v, s[2]).toFixed(1); }).join(" ");
-    el("polyline", {id: "line-" + s[0], points: points, fill: "none", stroke: s[1], "stroke-width": 2, "data-values": values.join(",")});
+    el("polyline", {id: "line-" + s[0], points: points, fill: "none", stroke: s[1], "stroke-width": 2,
+                    "stroke-dasharray": s[0] === "processed" ? "6 3" : "none", "data-values": values.join(",")});
   });
   svg.setAttribute("data-drawn", "yes");
 })();
