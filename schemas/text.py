@@ -77,5 +77,13 @@ def clean_text(text: str) -> str:
 
 
 def clean_profile_text(text: str) -> str:
-    """Profile strings (names, e-mails) are UTF-8-encoded once by the client, some twice."""
-    return storable(repair_mojibake(undo_utf8_layer(text)))
+    """Profile strings (names, e-mails) are UTF-8-encoded once by the client, some twice.
+
+    The first layer is always undone. A second one is undone the same way when the text
+    still decodes as UTF-8 (a Latin-1 name almost never does), and ftfy repairs what
+    is left; ftfy alone misses short names such as ``AĠ`` double-encoded.
+    """
+    once = undo_utf8_layer(text)
+    if _LATIN1_HIGH.search(once):
+        once = undo_utf8_layer(once)
+    return storable(repair_mojibake(once))
