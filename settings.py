@@ -28,6 +28,10 @@ class Settings:
         "sqlite:///var/cpantesters.sqlite",
         "SQLAlchemy URL of our database; `mysql://user:pass@host/db` uses pymysql.",
     )
+    LEGACY_DATABASE_URL: str = setting(
+        "",
+        "Legacy MySQL database holding the Metabase cache; when set, reports not migrated yet are served from it.",
+    )
     REDIS_URL: str = setting("redis://127.0.0.1:6379/0", "Redis holding the RQ queues (`redis://host:port/db`).")
     METABASE_AUTH: str = setting("on", "`off` accepts any secret for known profiles (a trial instance only).")
     MAX_SUBMISSION_BYTES: int = setting(

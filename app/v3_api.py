@@ -12,6 +12,7 @@ from app.errors import json_response
 from app.services import services
 from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.metabase import is_guid, parse_json
+from storage.legacy import legacy_fallback
 from storage.reports import load_report
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def get_report(guid: str):
             row = load_report(conn, guid)
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
+    if row is None:  # not migrated yet: the legacy Metabase cache, when configured
+        row = legacy_fallback(services().settings.LEGACY_DATABASE_URL, guid)
     if row is None:
         return json_response(NOT_FOUND, 404)
     return json_response(row["report"], 200)

@@ -157,3 +157,27 @@ release_summary = sa.Table(
     sa.Index("release_summary_idx_guid", "guid"),
     **MYSQL_TABLE_ARGS,
 )
+
+# Ours: the progress and the rejected rows of the legacy Metabase cache migration
+# (scripts/migrate_legacy.py), so that an interrupted run goes on where it stopped.
+legacy_migration = sa.Table(
+    "legacy_migration",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True, doc="'reports:<lo>-<hi>', 'verify'..."),
+    sa.Column("last_guid", Guid, nullable=True, doc="Highest legacy GUID of the range already handled."),
+    sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("migrated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("updated", sa.DateTime, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+legacy_migration_error = sa.Table(
+    "legacy_migration_error",
+    metadata,
+    sa.Column("guid", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)

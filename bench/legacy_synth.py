@@ -1,0 +1,279 @@
+"""Synthetic legacy Metabase cache rows built from the real fixture rows, with variety.
+
+Each synthetic tester gets a profile (1-3 ``testers_email`` rows), a real report as
+template, their own user name, host, paths, perls and environment; each report gets its
+own dist, version, author, grade, test output, PIDs and timestamps. So the large
+sections (perl -V, environment) repeat per tester and perl, but not verbatim across
+testers, and never byte-identical inside a run's volatile lines: deduplication is
+realistic, not trivially perfect.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from schemas.legacy import LEGACY_REPORT, TEST_SUMMARY, decode_report_column
+from tests.legacy_fixtures import metabase_rows
+
+PERLS = ["5.8.9", "5.10.1", "5.12.5", "5.14.4", "5.16.3", "5.18.4", "5.20.3", "5.22.4", "5.24.4", "5.26.3", "5.28.3",
+         "5.30.3", "5.32.1", "5.34.1", "5.36.3", "5.38.2", "5.39.7", "5.40.0"]  # fmt: skip
+OSES = [("linux", "x86_64-linux", "5.10.0-8-amd64"), ("freebsd", "amd64-freebsd", "13.2-release-p8"),
+        ("openbsd", "OpenBSD.amd64-openbsd", "7.4"), ("darwin", "darwin-2level", "22.6.0"),
+        ("MSWin32", "MSWin32-x64-multi-thread", "10.0"), ("linux", "x86_64-linux-thread-multi", "6.1.0-13-amd64"),
+        ("netbsd", "amd64-netbsd", "9.3"), ("solaris", "i86pc-solaris-64", "2.11")]  # fmt: skip
+GRADES = ["pass"] * 80 + ["fail"] * 12 + ["na"] * 5 + ["unknown"] * 3
+WORDS = ["Data", "Text", "JSON", "HTTP", "Net", "File", "Test", "Moose", "DBIx", "Class", "Simple", "Tiny", "XS",
+         "Util", "Path", "Log", "Any", "Mojo", "Plack", "Template", "Cache", "Time", "Date", "List", "Hash", "Crypt"]  # fmt: skip
+FIRST = ["Andreas", "Slaven", "Chris", "Nigel", "Alexandr", "David", "Christian", "Carlos", "Petr", "Karen", "Jean",
+         "Olivier", "Matthew", "Kent", "Mohammad", "Zoë", "René", "Søren", "Łukasz", "Björn"]  # fmt: skip
+LAST = ["König", "Rezić", "Williams", "Horne", "Ciornii", "Cantrell", "Walde", "Guerra", "Pisar", "Etheridge",
+        "Dupont", "Mengué", "Fredric", "Anwar", "Müller", "Nowak", "Ødegård", "Smith", "Tanaka", "Ivanov"]  # fmt: skip
+
+
+@dataclass
+class Tester:
+    resource: str
+    name: str
+    email: str
+    user: str
+    host: str
+    prefix: str
+    os: tuple[str, str, str]
+    perls: list[str]
+    template: dict  # decoded LegacyReport content of a real row
+    env: str
+
+
+def _templates() -> list[dict]:
+    out = []
+    for row in metabase_rows():
+        facts = decode_report_column(row["report"])
+        content = facts[LEGACY_REPORT]["content"]
+        if "Summary of my perl5" in content.get("textreport", ""):
+            out.append(content)
+    return out
+
+
+TEMPLATES = _templates()
+
+
+def make_testers(count: int, rng: random.Random) -> list[Tester]:
+    testers = []
+    for index in range(count):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        user = f"{first[:3].lower()}{last[:4].lower()}{index}".encode("ascii", "ignore").decode()
+        os = rng.choice(OSES)
+        env = "".join(
+            f"    {key} = {value}\n"
+            for key, value in sorted(
+                {
+                    "LANG": rng.choice(["C", "en_US.UTF-8", "de_DE.UTF-8", "fr_FR.UTF-8"]),
+                    "PATH": f"/home/{user}/bin:/usr/local/bin:/usr/bin:/bin:/opt/{user}/perl/bin",
+                    "SHELL": rng.choice(["/bin/bash", "/bin/zsh", "/bin/sh", "/usr/local/bin/fish"]),
+                    "HOME": f"/home/{user}",
+                    "AUTOMATED_TESTING": "1",
+                    "PERL_MM_USE_DEFAULT": "1",
+                    f"SMOKER_{index % 7}": str(rng.randint(1, 99)),
+                }.items()
+            )
+        )
+        testers.append(
+            Tester(
+                resource=f"metabase:user:{uuid.UUID(int=rng.getrandbits(128))}",
+                name=f"{first} {last}" + (f" ({user[:6].upper()})" if rng.random() < 0.5 else ""),
+                email=f"{user}@example{index % 50}.org",
+                user=user,
+                host=f"{user}-{rng.choice(['smoke', 'box', 'vm', 'pi'])}{rng.randint(1, 9)}",
+                prefix=rng.choice(
+                    ["/opt", "/usr/local", f"/home/{user}/perl5/perlbrew/perls", "/bbbike", "C:/Strawberry"]
+                ),
+                os=os,
+                perls=rng.sample(PERLS, rng.randint(1, 4)),
+                template=rng.choice(TEMPLATES),
+                env=env,
+            )
+        )
+    return testers
+
+
+def _text_report(tester: Tester, perl: str, dist: str, version: str, grade: str, rng: random.Random) -> str:
+    text = tester.template["textreport"]
+    old_perl = tester.template["perl_version"].lstrip("v")
+    text = text.replace(old_perl, perl)
+    text = re.sub(r"/(bbbike|opt|usr/local|home/\w+/perl5/perlbrew/perls)/perl-", f"{tester.prefix}/perl-", text)
+    text = re.sub(r"\b(cpansand|eserte|srezic|bingos|cpan)\b", tester.user, text)
+    text = re.sub(
+        r"(?m)^(Environment variables:\n\n)((?:    .*\n)+)", lambda m: m.group(1) + tester.env + m.group(2), text
+    )
+    text = re.sub(r"(?<=IS_RUNNING = )\d+|(?<=IS_RUNNING=\")\d+", lambda _m: str(rng.randint(1000, 99999)), text)
+    text = re.sub(r"\b20\d{8}\b", lambda _m: f"20{rng.randint(10, 24)}{rng.randint(10**5, 10**6 - 1)}", text)
+    text = re.sub(
+        r"osname=\w+, osvers=[^,]+, archname=[\w-]+",
+        f"osname={tester.os[0]}, osvers={tester.os[2]}, archname={tester.os[1]}",
+        text,
+    )
+    text = re.sub(r"uname='[^']*'", f"uname='{tester.os[0]} {tester.host} {tester.os[2]}'", text)
+    text = re.sub(r"report for [\w:-]+-[\w._]+\n", f"report for {dist}-{version}\n", text)
+    tests = "".join(
+        f"t/{i:02d}_{rng.choice(WORDS).lower()}.t {'.' * rng.randint(2, 12)} {'ok' if grade == 'pass' or rng.random() < 0.7 else 'FAILED'}\n"
+        for i in range(rng.randint(2, 25))
+    )
+    summary = (
+        f"Files={rng.randint(2, 40)}, Tests={rng.randint(5, 5000)}, {rng.randint(0, 90)} wallclock secs "
+        f"( {rng.random():.2f} usr  {rng.random():.2f} sys +  {rng.random() * 3:.2f} cusr  {rng.random():.2f} csys"
+        f" =  {rng.random() * 5:.2f} CPU)\nResult: {grade.upper()}\n"
+    )
+    text = re.sub(r"(?ms)^(t/\S+ \.+ .*?\n)+(All tests successful\.\n)?Files=.*?\nResult: \w+\n", tests + summary, text)
+    return text
+
+
+def synth_reports(count: int, seed: int = 1, testers: int | None = None, start_id: int = 1) -> Iterator[dict]:
+    """``count`` legacy ``metabase`` rows (guid, id, updated, report blob) plus, under ``"stats"``,
+    the legacy ``cpanstats`` row upstream would have made (None for ~5%: never processed)."""
+    rng = random.Random(seed)
+    people = make_testers(testers or max(5, min(20_000, count // 50)), rng)
+    dists = [
+        (
+            "-".join(rng.sample(WORDS, rng.randint(1, 3))),
+            f"{rng.randint(0, 9)}.{rng.randint(0, 99):02d}",
+            f"AUTHOR{i % 997}",
+        )
+        for i in range(max(10, count // 20))
+    ]
+    moment = datetime(2010, 4, 1)
+    for index in range(count):
+        tester = rng.choice(people)
+        dist, version, author = rng.choice(dists)
+        perl = rng.choice(tester.perls)
+        grade = rng.choice(GRADES)
+        moment += timedelta(seconds=rng.randint(0, 600))
+        stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        guid = str(uuid.UUID(int=rng.getrandbits(128), version=1))
+        content = {
+            "grade": grade,
+            "osname": tester.os[0],
+            "osversion": tester.os[2],
+            "archname": tester.os[1],
+            "perl_version": f"v{perl}",
+            "textreport": _text_report(tester, perl, dist, version, grade, rng),
+        }
+        resource = f"cpan:///distfile/{author}/{dist}-{version}.tar.gz"
+
+        def core(kind: str, stamp: str = stamp, resource: str = resource, tester: Tester = tester) -> dict:
+            return {
+                "type": kind,
+                "guid": str(uuid.UUID(int=rng.getrandbits(128), version=1)),
+                "resource": resource,
+                "creator": tester.resource,
+                "creation_time": stamp,
+                "update_time": stamp,
+                "schema_version": 1,
+                "valid": 1,
+            }
+
+        summary = {k: content[k] for k in ("grade", "osname", "osversion", "archname", "perl_version")}
+        double = moment.year < 2014  # old rows: contents as JSON strings
+        facts = {
+            "CPAN::Testers::Fact::LegacyReport": {
+                "metadata": {"core": core(LEGACY_REPORT)},
+                "content": json.dumps(content) if double else content,
+            },
+            "CPAN::Testers::Fact::TestSummary": {
+                "metadata": {"core": core(TEST_SUMMARY)},
+                "content": json.dumps(summary) if double else summary,
+            },
+        }
+        epoch = moment.year >= 2017
+        updated = str(int(moment.replace(tzinfo=UTC).timestamp())) if epoch else stamp
+        legacy_id = start_id + index
+        stats = None
+        if rng.random() < 0.95:
+            stats = {
+                "id": legacy_id,
+                "guid": guid,
+                "state": grade,
+                "postdate": moment.strftime("%Y%m"),
+                "tester": f"{tester.email} ({tester.name.encode('ascii', 'xmlcharrefreplace').decode()})",
+                "dist": dist,
+                "version": version,
+                "platform": tester.os[1],
+                "perl": perl,
+                "osname": tester.os[0],
+                "osvers": tester.os[2],
+                "fulldate": moment.strftime("%Y%m%d%H%M"),
+                "type": 2,
+                "uploadid": 1,
+            }
+        yield {
+            "guid": guid,
+            "id": legacy_id,
+            "updated": updated,
+            "report": zlib.compress(json.dumps(facts, ensure_ascii=False).encode("utf-8"), 6),
+            "doc_json_bytes": None,
+            "stats": stats,
+            "tester": tester,
+        }
+
+
+def testers_email_rows(testers: list[Tester]) -> Iterator[tuple]:
+    """1-3 rows per profile, the latest one with the current address; names HTML-entity encoded."""
+    row_id = 0
+    for tester in testers:
+        encoded = tester.name.encode("ascii", "xmlcharrefreplace").decode()
+        for old in range(hash(tester.user) % 3):
+            row_id += 1
+            yield (row_id, tester.resource, encoded, f"old{old}.{tester.email} ({tester.name})")
+        row_id += 1
+        yield (row_id, tester.resource, encoded, f"{tester.email} ({tester.name})")
+
+
+def load_legacy(cursor, count: int, seed: int = 1, batch: int = 500) -> dict:
+    """Insert ``count`` synthetic rows (and their profiles and cpanstats rows) into the legacy
+    database the cursor is on; returns counts."""
+    people: dict[str, Tester] = {}
+    stats_rows = 0
+    metabase_batch: list[tuple] = []
+    stats_batch: list[tuple] = []
+    columns = ("id", "guid", "state", "postdate", "tester", "dist", "version", "platform", "perl", "osname",
+               "osvers", "fulldate", "type", "uploadid")  # fmt: skip
+
+    def flush():
+        if metabase_batch:
+            cursor.executemany(
+                "INSERT INTO metabase (guid, id, updated, report) VALUES (%s, %s, %s, %s)", metabase_batch
+            )
+            metabase_batch.clear()
+        if stats_batch:
+            cursor.executemany(
+                f"INSERT INTO cpanstats ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", stats_batch
+            )
+            stats_batch.clear()
+
+    cursor.execute("SET foreign_key_checks=0")
+    for row in synth_reports(count, seed):
+        people[row["tester"].resource] = row["tester"]
+        metabase_batch.append((row["guid"], row["id"], row["updated"], row["report"]))
+        if row["stats"]:
+            stats_rows += 1
+            stats_batch.append(tuple(row["stats"][c] for c in columns))
+        if len(metabase_batch) >= batch:
+            flush()
+    flush()
+    profiles = list(testers_email_rows(list(people.values())))
+    cursor.execute("SELECT COALESCE(MAX(id), 0) FROM testers_email")
+    offset = cursor.fetchone()[0]
+    cursor.executemany(
+        "INSERT INTO testers_email (id, resource, fullname, email) VALUES (%s, %s, %s, %s)",
+        [(offset + i, r, n, e) for i, r, n, e in profiles],
+    )
+    perls = sorted({p for t in people.values() for p in t.perls})
+    cursor.executemany("INSERT IGNORE INTO perl_version (version, perl) VALUES (%s, %s)", [(p, p) for p in perls])
+    cursor.execute("SET foreign_key_checks=1")
+    return {"metabase": count, "cpanstats": stats_rows, "profiles": len(people)}
