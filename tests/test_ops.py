@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import pytest
 from rq import SimpleWorker, Worker
@@ -187,3 +188,28 @@ def test_counters_keep_a_running_total_and_the_time_of_the_last_event(app):
     counters.record(connection, counters.SUBMITTED, 2, at=1_000_000.0)
     assert counters.totals(connection, [counters.SUBMITTED]) == {counters.SUBMITTED: 2}
     assert int(connection.get(counters.last_key(counters.SUBMITTED))) == 1_000_000
+
+
+def slow_job(seconds):
+    time.sleep(seconds)
+
+
+def failing_job():
+    raise RuntimeError("broken")
+
+
+@pytest.mark.parametrize("worker_class", ["MonitoredWorker", "MonitoredSimpleWorker"])
+def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, worker_class):
+    from monitoring import worker as monitored
+
+    connection = services(app).redis
+    queue = report_queue(connection)
+    queue.enqueue("tests.test_ops.slow_job", 0.06)
+    queue.enqueue("tests.test_ops.failing_job")
+    cls = getattr(monitored, worker_class)
+    cls([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
+    histograms = job_metrics.histograms(connection)
+    assert histograms["done"]["count"] == 1
+    assert histograms["error"]["count"] == 1
+    assert histograms["done"]["sum"] >= 0.06
+    assert dict(histograms["done"]["buckets"])["0.05"] == 0
