@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from schemas import processing as rules
-from storage.engine import create_engine
+from storage.engine import create_engine, normalise_url
 from storage.reports import load_report
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from storage.upserts import insert_missing, upsert
@@ -43,12 +43,11 @@ class Outcome(enum.Enum):
 
 
 def processing_engine(url: str, **kwargs) -> sa.Engine:
-    """The workers' engine: READ COMMITTED on MySQL (fresh reads after a lock wait, fewer
-    gap locks between workers), the usual pragmas on SQLite."""
-    engine = create_engine(url, **kwargs)
-    if engine.dialect.name == "mysql":
-        engine = engine.execution_options(isolation_level="READ COMMITTED")
-    return engine
+    """The workers' engine: READ COMMITTED on MySQL (set once per connection: fresh reads
+    after a lock wait, fewer gap locks between workers), the usual pragmas on SQLite."""
+    if normalise_url(url).drivername.startswith("mysql"):
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
+    return create_engine(url, **kwargs)
 
 
 def utcnow() -> datetime:
@@ -56,29 +55,30 @@ def utcnow() -> datetime:
 
 
 class Batch:
-    """The work of one transaction: per-process caches and the summary deltas to apply."""
+    """The work of one transaction over one or many reports, in a few statements each
+    for the whole batch: documents, perls, uploads, cpanstats, release_data, then the
+    summary deltas in key order (a fixed lock order) and the states."""
 
     def __init__(self, conn: sa.Connection):
         self.conn = conn
-        self.known_perls: set[str] = set()
         self.deltas: dict[tuple, dict] = {}
         self.outcomes: dict[str, Outcome] = {}
 
     # -- perl_version and uploads ------------------------------------------------------
 
-    def ensure_perl(self, version: str) -> None:
-        if version in self.known_perls:
-            return
-        found = self.conn.execute(sa.select(perl_version.c.version).where(perl_version.c.version == version)).first()
-        if found is None:
+    def ensure_perls(self, versions: set[str]) -> None:
+        """Create the ``perl_version`` rows of perls never seen before."""
+        known = set(
+            self.conn.execute(sa.select(perl_version.c.version).where(perl_version.c.version.in_(sorted(versions))))
+            .scalars()
+            .all()
+        )
+        missing = []
+        for version in sorted(versions - known):
             row = rules.perl_version(version)
-            insert_missing(
-                self.conn,
-                perl_version,
-                {"version": row.version, "perl": row.perl, "patch": row.patch, "devel": row.devel},
-                ["version"],
-            )
-        self.known_perls.add(version)
+            missing.append({"version": row.version, "perl": row.perl, "patch": row.patch, "devel": row.devel})
+        if missing:
+            insert_missing(self.conn, perl_version, missing, ["version"])
 
     def upload_of(self, dist: str, version: str) -> sa.Row:
         """The ``uploads`` row of a release (a provisional one is created when missing).
@@ -95,7 +95,7 @@ class Batch:
         )
         found = self.conn.execute(query).first()
         if found is None:
-            logger.warning("no upload for dist=%s version=%s: creating a provisional one", dist, version)
+            logger.info("no upload for dist=%s version=%s: creating a provisional one", dist, version)
             insert_missing(
                 self.conn,
                 uploads,
@@ -112,74 +112,88 @@ class Batch:
             found = self.conn.execute(query).first()
         return found
 
-    # -- one report ----------------------------------------------------------------------
+    # -- the reports ---------------------------------------------------------------------
 
-    def process(self, guid: str) -> Outcome:
-        row = load_report(self.conn, guid)
-        if row is None:
-            outcome = Outcome.MISSING
-        elif not rules.is_counted(row["language"]):
-            self.uncount(row["guid"])
-            outcome = Outcome.SKIPPED
-        else:
-            self.count(row)
-            outcome = Outcome.DONE
-        self.outcomes[guid.lower()] = outcome
-        return outcome
+    def process(self, guids: list[str]) -> None:
+        counted = []
+        for guid in guids:
+            row = load_report(self.conn, guid)
+            if row is None:
+                self.outcomes[guid] = Outcome.MISSING
+            elif not rules.is_counted(row["language"]):
+                self.uncount(row["guid"])
+                self.outcomes[guid] = Outcome.SKIPPED
+            else:
+                counted.append(row)
+                self.outcomes[guid] = Outcome.DONE
+        if counted:
+            self.count(counted)
 
-    def count(self, row: dict) -> None:
-        self.ensure_perl(row["perl"])
-        upload = self.upload_of(row["dist"], row["version"])
-        values = rules.cpanstats_values(row, upload.uploadid)
-        stats_id = self.upsert_stats(values)
-        flags = rules.release_flags(values["version"], values["perl"], upload.type)
-        wanted = {
-            "dist": values["dist"],
-            "version": values["version"],
-            "id": stats_id,
-            "guid": values["guid"],
-            "oncpan": flags.oncpan,
-            "distmat": flags.distmat,
-            "perlmat": flags.perlmat,
-            "patched": flags.patched,
-            **rules.grade_counts(values["state"]),
-            "uploadid": upload.uploadid,
-        }
-        had = self.release_row(stats_id)
-        if had == wanted:
-            return
-        if had is None:
-            self.conn.execute(release_data.insert().values(wanted))
-        else:
-            self.conn.execute(
-                release_data.update()
-                .where(release_data.c.id == stats_id, release_data.c.guid == values["guid"])
-                .values(wanted)
-            )
-            self.add_delta(had, -1)
-        self.add_delta(wanted, +1)
+    def count(self, rows: list[dict]) -> None:
+        self.ensure_perls({row["perl"] for row in rows})
+        releases = {}
+        for key in sorted({(row["dist"], row["version"]) for row in rows}):
+            releases[key] = self.upload_of(*key)
+        values = []
+        for row in rows:
+            upload = releases[(row["dist"], row["version"])]
+            values.append((rules.cpanstats_values(row, upload.uploadid), upload.type))
+        stats_ids = self.upsert_stats([v for v, _ in values])
+        wanted = {}
+        for stats, upload_type in values:
+            flags = rules.release_flags(stats["version"], stats["perl"], upload_type)
+            stats_id = stats_ids[stats["guid"]]
+            wanted[stats_id] = {
+                "dist": stats["dist"],
+                "version": stats["version"],
+                "id": stats_id,
+                "guid": stats["guid"],
+                "oncpan": flags.oncpan,
+                "distmat": flags.distmat,
+                "perlmat": flags.perlmat,
+                "patched": flags.patched,
+                **rules.grade_counts(stats["state"]),
+                "uploadid": stats["uploadid"],
+            }
+        had = self.release_rows(sorted(wanted))
+        new = [wanted[i] for i in sorted(wanted) if i not in had]
+        if new:
+            self.conn.execute(release_data.insert(), new)
+        for stats_id in sorted(wanted):
+            row = wanted[stats_id]
+            if stats_id in had and had[stats_id] != row:
+                self.conn.execute(
+                    release_data.update()
+                    .where(release_data.c.id == stats_id, release_data.c.guid == had[stats_id]["guid"])
+                    .values(row)
+                )
+                self.add_delta(had[stats_id], -1)
+            if had.get(stats_id) != row:
+                self.add_delta(row, +1)
 
-    def upsert_stats(self, values: dict) -> int:
-        """Upsert the ``cpanstats`` row on its GUID and return its id (the same id on re-runs)."""
+    def upsert_stats(self, values: list[dict]) -> dict[str, int]:
+        """Upsert the ``cpanstats`` rows on their GUIDs; their ids (the same id on re-runs)."""
         upsert(
             self.conn,
             cpanstats,
             values,
             ["guid"],
-            lambda new: [(name, new[name]) for name in values if name != "guid"],
+            lambda new: [(name, new[name]) for name in values[0] if name != "guid"],
         )
-        return self.conn.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == values["guid"])).scalar_one()
+        guids = [v["guid"] for v in values]
+        query = sa.select(cpanstats.c.guid, cpanstats.c.id).where(cpanstats.c.guid.in_(guids))
+        return dict(self.conn.execute(query).all())
 
-    def release_row(self, stats_id: int) -> dict | None:
-        found = self.conn.execute(sa.select(release_data).where(release_data.c.id == stats_id)).mappings().first()
-        return dict(found) if found is not None else None
+    def release_rows(self, stats_ids: list[int]) -> dict[int, dict]:
+        query = sa.select(release_data).where(release_data.c.id.in_(stats_ids))
+        return {r["id"]: dict(r) for r in self.conn.execute(query).mappings()}
 
     def uncount(self, guid: str) -> None:
         """Take a report out of the statistics (a Perl 6 report that upstream counted)."""
         stats_id = self.conn.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == guid)).scalar()
         if stats_id is None:
             return
-        had = self.release_row(stats_id)
+        had = self.release_rows([stats_id]).get(stats_id)
         if had is not None:
             self.conn.execute(release_data.delete().where(release_data.c.id == stats_id))
             self.add_delta(had, -1)
@@ -247,8 +261,7 @@ def apply_summary_delta(conn: sa.Connection, key: dict, delta: dict) -> None:
 def process_reports(conn: sa.Connection, guids: Iterable[str], now: datetime | None = None) -> dict[str, Outcome]:
     """Process reports inside the caller's transaction; returns each GUID's outcome."""
     batch = Batch(conn)
-    for guid in sorted({g.lower() for g in guids}):
-        batch.process(guid)
+    batch.process(sorted({g.lower() for g in guids}))
     batch.finish(now or utcnow())
     return batch.outcomes
 

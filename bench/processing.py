@@ -1,0 +1,227 @@
+"""Processing benchmark: drain time of a 10,000-report backlog with 1, 2 and 4 workers,
+and the receipt-to-cpanstats lag under a steady submission rate.
+
+    .venv/bin/python -m bench.processing                        # drain, one job per report
+    .venv/bin/python -m bench.processing --batch 100            # drain, backlog-tool batch jobs
+    .venv/bin/python -m bench.processing --fork --workers 2     # RQ's forking Worker
+    .venv/bin/python -m bench.processing --lag --rate 200 --seconds 20 --workers 2
+
+Runs against a throwaway MariaDB database (created and dropped here) and one Redis database
+(``--redis``, flushed: use your own number). Reports are real-shaped: the captured v3 fixture
+with the dists, perls, grades and testers varied. Drain time counts from starting the
+worker processes (start-up included) to the last report being done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pymysql
+import redis as redis_lib
+import sqlalchemy as sa
+from rq.job import Job
+
+from storage.engine import create_engine
+from storage.migrate import upgrade
+from storage.reports import store_report
+from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
+from tests.processing_helpers import GRADES, PERLS, PLATFORMS, TESTERS, report_row, store_many
+from workers.queue import SERIALIZER, enqueue_report, job_id, report_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTS = [f"Bench-Dist-{i:03d}" for i in range(300)]
+
+
+def rows(count: int, seed: int = 1) -> list[dict]:
+    rnd = random.Random(seed)
+    start = datetime(2026, 11, 29, 12, 0, 0)
+    out = []
+    for i in range(count):
+        out.append(
+            report_row(
+                guid=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+                dist=rnd.choice(DISTS),
+                version=rnd.choice(["1.00", "1.01", "1.02_01", "2.0"]),
+                perl=rnd.choice(PERLS),
+                grade=rnd.choices(GRADES, weights=[80, 12, 5, 3])[0],
+                tester=rnd.choice(TESTERS),
+                platform=rnd.choice(PLATFORMS),
+                created=start.replace(minute=i // 6000 % 60, second=i // 100 % 60),
+            )
+        )
+    return out
+
+
+class Bench:
+    def __init__(self, mysql: str, redis_url: str):
+        self.name = f"cpt_bench_{uuid.uuid4().hex[:8]}"
+        host, _, port = mysql.partition(":")
+        self.admin = dict(host=host, port=int(port or 3306), user="root")
+        conn = pymysql.connect(**self.admin)
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        conn.close()
+        self.database_url = f"mysql://root@{self.admin['host']}:{self.admin['port']}/{self.name}"
+        upgrade(self.database_url)
+        self.engine = create_engine(self.database_url)
+        self.redis_url = redis_url
+        self.redis = redis_lib.Redis.from_url(redis_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        conn = pymysql.connect(**self.admin)
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
+        conn.close()
+
+    def reset(self) -> None:
+        with self.engine.begin() as conn:
+            for table in (release_summary, release_data, cpanstats, uploads, perl_version):
+                conn.execute(table.delete())
+            conn.execute(test_report.update().values(state="pending", state_changed=None))
+        self.redis.flushdb()
+
+    def pending(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(test_report).where(test_report.c.state == "pending")
+            ).scalar_one()
+
+    def start_workers(self, count: int, fork: bool, burst: bool) -> list[subprocess.Popen]:
+        env = {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "LOG_LEVEL": "WARNING"}
+        extra = (["--fork"] if fork else []) + (["--burst"] if burst else [])
+        return [
+            subprocess.Popen([sys.executable, "-m", "workers.run", *extra], cwd=ROOT, env=env) for _ in range(count)
+        ]
+
+
+def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) -> dict:
+    bench.reset()
+    queue = report_queue(bench.redis)
+    started = time.perf_counter()
+    if batch:
+        for start in range(0, len(guids), batch):
+            queue.enqueue("workers.jobs.process_batch", guids[start : start + batch], job_timeout=600)
+    else:
+        for guid in guids:
+            enqueue_report(bench.redis, guid)
+    enqueue_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    procs = bench.start_workers(workers, fork, burst=True)
+    for proc in procs:
+        proc.wait()
+    seconds = time.perf_counter() - started
+    left = bench.pending()
+    return {
+        "workers": workers,
+        "seconds": seconds,
+        "rate": len(guids) / seconds,
+        "enqueue": enqueue_seconds,
+        "left": left,
+    }
+
+
+def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float) -> dict:
+    bench.reset()
+    procs = bench.start_workers(workers, fork, burst=False)
+    time.sleep(3)  # workers up before the load starts
+    receipts: dict[str, float] = {}
+    total = int(rate * seconds)
+    feed = rows(total, seed=7)
+    begin = time.perf_counter()
+    for i, row in enumerate(feed):
+        due = begin + i / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        row["created"] = datetime.now(UTC).replace(tzinfo=None)
+        received = time.time()
+        store_report(bench.engine, row)
+        enqueue_report(bench.redis, row["guid"])
+        receipts[row["guid"]] = received
+    achieved = total / (time.perf_counter() - begin)
+    deadline = time.monotonic() + 120
+    while bench.pending() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait()
+    jobs = Job.fetch_many([job_id(g) for g in receipts], connection=bench.redis, serializer=SERIALIZER)
+    lags = []
+    for guid, job in zip(receipts, jobs, strict=True):
+        if job is None or job.ended_at is None:
+            continue
+        ended = job.ended_at if job.ended_at.tzinfo else job.ended_at.replace(tzinfo=UTC)
+        lags.append(ended.timestamp() - receipts[guid])
+    lags.sort()
+
+    def pct(p):
+        return lags[min(len(lags) - 1, int(p / 100 * len(lags)))]
+
+    return {
+        "workers": workers,
+        "offered": rate,
+        "achieved": achieved,
+        "reports": total,
+        "measured": len(lags),
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "max": lags[-1],
+        "mean": statistics.mean(lags),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reports", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--fork", action="store_true", help="RQ's forking Worker instead of SimpleWorker")
+    parser.add_argument("--batch", type=int, default=0, help="queue batch jobs of this many reports")
+    parser.add_argument("--lag", action="store_true", help="measure lag under steady load instead of drain")
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--mysql", default="127.0.0.1:3306")
+    parser.add_argument("--redis", default=os.environ.get("CPT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
+    args = parser.parse_args(argv)
+    bench = Bench(args.mysql, args.redis)
+    try:
+        kind = "fork Worker" if args.fork else "SimpleWorker"
+        if args.lag:
+            for workers in args.workers:
+                r = lag(bench, workers, args.fork, args.rate, args.seconds)
+                print(
+                    f"lag {kind} workers={workers} offered={r['offered']:.0f}/s achieved={r['achieved']:.0f}/s "
+                    f"reports={r['reports']} measured={r['measured']} p50={r['p50'] * 1000:.0f}ms "
+                    f"p95={r['p95'] * 1000:.0f}ms p99={r['p99'] * 1000:.0f}ms max={r['max'] * 1000:.0f}ms",
+                    flush=True,
+                )
+            return
+        data = rows(args.reports)
+        store_many(bench.engine, data)
+        guids = [r["guid"] for r in data]
+        mode = f"batch={args.batch}" if args.batch else "one job per report"
+        for workers in args.workers:
+            r = drain(bench, guids, workers, args.fork, args.batch)
+            print(
+                f"drain {kind} {mode} reports={len(guids)} workers={workers} seconds={r['seconds']:.1f} "
+                f"rate={r['rate']:.0f}/s (enqueue {r['enqueue']:.1f}s) left={r['left']}",
+                flush=True,
+            )
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()
