@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import pytest
@@ -213,3 +214,27 @@ def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, work
     assert histograms["error"]["count"] == 1
     assert histograms["done"]["sum"] >= 0.06
     assert dict(histograms["done"]["buckets"])["0.05"] == 0
+
+
+def test_request_latency_adds_up_the_gunicorn_workers_in_multiprocess_mode(backend, tmp_path):
+    import subprocess
+    import sys
+
+    script = f"""
+import settings
+from app import create_app
+app = create_app(settings.load({{}}, DATABASE_URL={backend.database_url!r}, REDIS_URL={backend.redis_url!r},
+                               SPOOL_DIR={str(tmp_path / "spool")!r}))
+client = app.test_client()
+client.get("/healthz")
+print(client.get("/metrics").get_data(as_text=True))
+"""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, first.stderr + second.stderr
+    line = 'cpt_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"} 2.0'
+    assert line in second.stdout  # both processes' requests, read from the shared directory
+    assert "cpt_workers_alive 0.0" in second.stdout
