@@ -54,3 +54,8 @@ def job_of(redis_connection, guid: str):
     from rq.job import Job
 
     return Job.fetch(job_id(guid), connection=redis_connection, serializer=SERIALIZER)
+
+
+def services(app):
+    """The per-process services (engine, Redis, spool, intake) of a test's app."""
+    return app.extensions["cpantesters"]

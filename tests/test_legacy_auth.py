@@ -10,11 +10,7 @@ import sqlalchemy as sa
 from storage import users
 from storage.tables import metabase_user
 from tests import captures
-from tests.helpers import auth_header, register_profile, replay, stored_rows
-
-
-def services(app):
-    return app.extensions["cpantesters"]
+from tests.helpers import auth_header, register_profile, replay, services, stored_rows
 
 
 @pytest.mark.parametrize("scenario", ["04-register-flow", "21-cpan-reporter-fail-register"])

@@ -8,13 +8,9 @@ import json
 import pytest
 
 from tests import captures
-from tests.helpers import auth_header, register_profile, stored_rows
+from tests.helpers import auth_header, register_profile, services, stored_rows
 
 SUBMIT = "/api/v1/submit/CPAN-Testers-Report"
-
-
-def services(app):
-    return app.extensions["cpantesters"]
 
 
 def recorded_body() -> dict:

@@ -11,14 +11,10 @@ import sqlalchemy as sa
 from app.tail_log import build_tail_log
 from storage.tables import test_report, uploads
 from tests import captures
-from tests.helpers import register_profile, replay, with_new_guid
+from tests.helpers import register_profile, replay, services, with_new_guid
 
 # The pattern log.txt consumers (CPAN::Testers::TailLog, metabase-tail) use: 8 bracketed fields.
 TAIL_LINE = re.compile(r"^\[(.*?)\] \[(.*?)\] \[(.*?)\] \[(.*?)\] \[(.*?)\] \[(.*?)\] \[(.*?)\] \[(.*?)\]$")
-
-
-def services(app):
-    return app.extensions["cpantesters"]
 
 
 def submit(app, client, scenario="01-ok") -> str:

@@ -8,14 +8,10 @@ import pytest
 
 from storage.reports import load_report
 from tests import captures
-from tests.helpers import job_of, queued_job_ids, register_profile, replay, stored_rows, with_new_guid
+from tests.helpers import job_of, queued_job_ids, register_profile, replay, services, stored_rows, with_new_guid
 from workers.queue import JOB_FUNCTION, job_id
 
 SUBMISSIONS = captures.submissions()
-
-
-def services(app):
-    return app.extensions["cpantesters"]
 
 
 @pytest.mark.parametrize("recorded", SUBMISSIONS, ids=[f"{r.scenario}-{r.number}" for r in SUBMISSIONS])

@@ -18,15 +18,11 @@ from intake.spool import Spool
 from intake.sweeper import sweep
 from storage.tables import test_report
 from tests import backends, captures
-from tests.helpers import queued_job_ids, register_profile, replay, stored_rows, with_new_guid
+from tests.helpers import queued_job_ids, register_profile, replay, services, stored_rows, with_new_guid
 from workers.queue import SERIALIZER, connect, job_id, report_queue
 
 UNREACHABLE_DATABASE = f"mysql://root@127.0.0.1:{backends.free_port()}/nowhere"
 UNREACHABLE_REDIS = f"redis://127.0.0.1:{backends.free_port()}/0"
-
-
-def services(app):
-    return app.extensions["cpantesters"]
 
 
 @pytest.fixture

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import auth_header, queued_job_ids, register_profile, stored_rows
+from tests.helpers import auth_header, queued_job_ids, register_profile, services, stored_rows
 from workers.queue import job_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def services(app):
-    return app.extensions["cpantesters"]
 
 
 def fixture(name: str) -> dict:
