@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from schemas import processing as rules
 from storage.engine import create_engine, normalise_url
@@ -48,6 +49,33 @@ def processing_engine(url: str, **kwargs) -> sa.Engine:
     if normalise_url(url).drivername.startswith("mysql"):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
     return create_engine(url, **kwargs)
+
+
+RETRYABLE_MYSQL_ERRORS = {1213, 1205}
+"""Deadlock found when trying to get lock; lock wait timeout exceeded."""
+
+TRANSACTION_ATTEMPTS = 8
+"""Times one transaction is tried when it meets a deadlock before giving up."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or lock timeout: the whole transaction may simply be run again."""
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    args = getattr(exc.orig, "args", ())
+    if args and args[0] in RETRYABLE_MYSQL_ERRORS:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+deadlock_retry = retry(
+    retry=retry_if_exception(is_retryable),
+    stop=stop_after_attempt(TRANSACTION_ATTEMPTS),
+    wait=wait_random_exponential(multiplier=0.02, max=1),
+    reraise=True,
+    before_sleep=lambda state: logger.info("deadlock, retrying attempt=%d", state.attempt_number),
+)
+"""Run a whole transaction again when InnoDB picked it as a deadlock victim."""
 
 
 def utcnow() -> datetime:

@@ -16,19 +16,19 @@ import os
 
 import sqlalchemy as sa
 from rq import get_current_job
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 import settings
 from monitoring import counters
-from storage.processing import Outcome, mark_failed, outcome_counts, process_reports, processing_engine
+from storage.processing import (
+    Outcome,
+    deadlock_retry,
+    mark_failed,
+    outcome_counts,
+    process_reports,
+    processing_engine,
+)
 
 logger = logging.getLogger(__name__)
-
-RETRYABLE_MYSQL_ERRORS = {1213, 1205}
-"""Deadlock found when trying to get lock; lock wait timeout exceeded."""
-
-TRANSACTION_ATTEMPTS = 8
-"""Times one transaction is tried when it meets a deadlock before the job fails."""
 
 _engine: sa.Engine | None = None
 _engine_key: tuple | None = None
@@ -50,23 +50,7 @@ def engine() -> sa.Engine:
     return _engine
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """A deadlock or lock timeout: the whole transaction may simply be run again."""
-    if not isinstance(exc, sa.exc.OperationalError):
-        return False
-    args = getattr(exc.orig, "args", ())
-    if args and args[0] in RETRYABLE_MYSQL_ERRORS:
-        return True
-    return "database is locked" in str(exc.orig)
-
-
-@retry(
-    retry=retry_if_exception(is_retryable),
-    stop=stop_after_attempt(TRANSACTION_ATTEMPTS),
-    wait=wait_random_exponential(multiplier=0.02, max=1),
-    reraise=True,
-    before_sleep=lambda state: logger.info("deadlock, retrying attempt=%d", state.attempt_number),
-)
+@deadlock_retry
 def run_transaction(db: sa.Engine, guids: list[str]) -> dict[str, Outcome]:
     """Process ``guids`` in one transaction, retried from the start on a deadlock."""
     with db.begin() as conn:
