@@ -8,11 +8,17 @@ used (``workers/run.py``); ``MonitoredSimpleWorker`` runs jobs in-process (tests
 
 from __future__ import annotations
 
+import logging
 import time
 
 from rq import SimpleWorker, Worker
 
 from monitoring import jobs
+
+logger = logging.getLogger(__name__)
+
+JOB_ID_PREFIX = "report-"
+"""``workers.queue.job_id``: the report GUID follows it."""
 
 
 class JobTimingMixin:
@@ -23,7 +29,11 @@ class JobTimingMixin:
             succeeded = super().perform_job(job, queue, execution)
             return succeeded
         finally:
-            jobs.observe(self.connection, time.perf_counter() - started, "done" if succeeded else "error")
+            seconds = time.perf_counter() - started
+            outcome = "done" if succeeded else "error"
+            jobs.observe(self.connection, seconds, outcome)
+            guid = job.id[len(JOB_ID_PREFIX) :] if job.id.startswith(JOB_ID_PREFIX) else "-"
+            logger.info("job guid=%s job_id=%s outcome=%s ms=%.1f", guid, job.id, outcome, seconds * 1000)
 
 
 class MonitoredWorker(JobTimingMixin, Worker):

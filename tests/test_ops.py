@@ -216,6 +216,20 @@ def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, work
     assert dict(histograms["done"]["buckets"])["0.05"] == 0
 
 
+def test_the_monitored_worker_logs_each_job_with_the_report_guid_and_duration(app, caplog):
+    from monitoring.worker import MonitoredSimpleWorker
+    from workers.queue import enqueue_report
+
+    connection = services(app).redis
+    guid = "0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01"
+    enqueue_report(connection, guid)  # workers.jobs is not needed: the job fails to import or runs
+    with caplog.at_level(logging.INFO, logger="monitoring.worker"):
+        MonitoredSimpleWorker([report_queue(connection)], connection=connection, serializer=SERIALIZER).work(burst=True)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "monitoring.worker"]
+    assert line.startswith(f"job guid={guid} job_id=report-{guid} outcome=")
+    assert " ms=" in line
+
+
 def test_request_latency_adds_up_the_gunicorn_workers_in_multiprocess_mode(backend, tmp_path):
     import subprocess
     import sys
