@@ -1,0 +1,86 @@
+"""System test: the Procfile's ``viewer`` entry runs its own gunicorn group on ``$PORT``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.backends import free_port
+from tests.viewer_helpers import make_document, store_document
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile_command(name: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        entry, _, command = line.partition(":")
+        if entry.strip() == name:
+            return command.strip()
+    raise AssertionError(f"no {name} entry in the Procfile")
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend, tmp_path):
+    if backend.name != "embedded":
+        pytest.skip("one backend is enough to start the real process")
+    engine = backend.engine()
+    guid = store_document(engine, make_document(), creator=None)
+    engine.dispose()
+    command = procfile_command("viewer")
+    assert "gunicorn_viewer.conf.py" in command and "wsgi_viewer:viewer" in command
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        DATABASE_URL=backend.database_url,
+        REDIS_URL=backend.redis_url,
+        VIEWER_WORKERS="1",
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    process = subprocess.Popen(
+        command,
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/openapi.json")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cpan/report/{guid}", timeout=10) as response:
+            assert response.status == 200
+            assert "Subject: PASS Yancy-1.004 5.24.3 OpenBSD" in response.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/report/{guid}?json=1", timeout=10) as response:
+            assert response.headers["Content-Type"] == "application/json"
+        # the viewer app carries no submission routes: a flood of readers cannot take intake workers
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/submit/CPAN-Testers-Report", data=b"{}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code in (404, 405)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
