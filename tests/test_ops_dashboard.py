@@ -158,3 +158,18 @@ def test_a_password_hash_from_the_environment_is_kept(config):
     before = dict(env)
     assert "from the environment" in dashboard_credentials(env)
     assert env == before
+
+
+def test_a_job_deleted_from_the_dashboard_is_gone(dashboard_app, dash):
+    connection = redis_of(dashboard_app)
+    enqueue_report(connection, GUID)
+    headers = {**basic(), "Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert (
+        dash.post(
+            f"/dashboard/job/{job_id(GUID)}/delete", headers={**basic(), "Origin": "https://evil.example"}
+        ).status_code
+        == 403
+    )
+    response = dash.post(f"/dashboard/job/{job_id(GUID)}/delete", headers=headers)
+    assert response.status_code == 200 and response.json == {"status": "OK"}
+    assert report_queue(connection).count == 0
