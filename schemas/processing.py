@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.v3 import PERL5
+from schemas.v3 import GRADES, PERL5
 
 VALID_REPORT = 2
 """``cpanstats.type`` of a valid Perl 5 report (3 marked a report invalid upstream)."""
@@ -115,6 +115,10 @@ def is_counted(language: str) -> bool:
     return language == PERL5
 
 
+class UnprocessableReport(ValueError):
+    """A stored report whose data cannot make summary rows (the reason says why)."""
+
+
 def _clip(value, size: int = 255) -> str:
     return ("" if value is None else str(value))[:size]
 
@@ -129,9 +133,12 @@ def cpanstats_values(row: dict, uploadid: int) -> dict:
     language = doc["environment"]["language"]
     system = doc["environment"].get("system") or {}
     created = row["created"]
+    grade = str((doc.get("result") or {}).get("grade", "")).lower()
+    if grade not in GRADES:
+        raise UnprocessableReport(f"report {row['guid']}: grade {grade!r} is not one of {', '.join(GRADES)}")
     return {
         "guid": row["guid"],
-        "state": doc["result"]["grade"].lower(),
+        "state": grade,
         "postdate": postdate(created),
         "tester": _clip(tester(reporter.get("name"), reporter.get("email"))),
         "dist": row["dist"],

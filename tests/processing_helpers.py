@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 
 from schemas.translate import index_columns, iso_z
-from storage.reports import encode_document, store_report
+from storage.reports import insert_reports, store_report
 from storage.tables import cpanstats, release_data, release_summary, test_report
 from workers.queue import SERIALIZER, report_queue
 
@@ -90,11 +90,10 @@ def store(engine: sa.Engine, **kwargs) -> str:
 
 
 def store_many(engine: sa.Engine, rows: list[dict]) -> None:
-    """Bulk insert (the benchmark's 10,000 reports), documents encoded by storage.reports."""
-    with engine.begin() as conn:
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            conn.execute(test_report.insert(), [{**r, "report": encode_document(r["report"])} for r in chunk])
+    """Bulk insert (the benchmark's 10,000 reports) through storage.reports."""
+    for start in range(0, len(rows), 500):
+        with engine.begin() as conn:
+            insert_reports(conn, rows[start : start + 500])
 
 
 def run_jobs(redis_connection) -> None:

@@ -12,7 +12,6 @@ from rq.registry import FailedJobRegistry
 
 from monitoring import counters
 from storage.processing import backlog_figures
-from storage.reports import decode_document, encode_document
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from tests.processing_helpers import (
     TESTERS,
@@ -132,13 +131,7 @@ def test_a_perl6_report_is_skipped_and_counted_nowhere(backend, db):
 
 def test_a_report_that_cannot_be_processed_is_retried_then_left_in_the_failed_registry(backend, db):
     good = store(db)
-    bad = store(db, grade="pass", perl="5.22.2")
-    with db.begin() as conn:  # a report whose document lost its result (bad data)
-        row = conn.execute(sa.select(test_report.c.report).where(test_report.c.guid == bad)).scalar_one()
-    doc = decode_document(row)
-    del doc["result"]
-    with db.begin() as conn:
-        conn.execute(test_report.update().where(test_report.c.guid == bad).values(report=encode_document(doc)))
+    bad = store(db, grade="bogus")  # bad data that slipped past validation
     redis = backend.redis()
     queue = report_queue(redis)
     for guid in (bad, good):  # the intake's job, with the back-off shortened to nothing
@@ -148,12 +141,13 @@ def test_a_report_that_cannot_be_processed_is_retried_then_left_in_the_failed_re
     assert states(db) == {good: "done", bad: "failed"}
     failed = FailedJobRegistry(queue=queue)
     assert failed.get_job_ids() == [job_id(bad)]
+    assert "grade 'bogus'" in report_queue(redis).fetch_job(job_id(bad)).latest_result().exc_string
     assert table_count(db, cpanstats) == 1
 
-    # An operator fixes the data and requeues the job: the report is processed.
-    doc["result"] = {"grade": "pass"}
+    # An operator repairs the report and requeues the job: the report is processed.
     with db.begin() as conn:
-        conn.execute(test_report.update().where(test_report.c.guid == bad).values(report=encode_document(doc)))
+        conn.execute(test_report.delete().where(test_report.c.guid == bad))
+    store(db, guid=bad, grade="pass")
     failed.requeue(job_id(bad))
     run_jobs(redis)
     assert states(db) == {good: "done", bad: "done"}
