@@ -1,13 +1,16 @@
 """Queries on ``test_report``: store a report idempotently, read it back, find pending ones.
 
 The v3 document is serialised here and nowhere else, so that how it is kept on disk
-can change without touching any reader.
+can change without touching any reader. New rows keep it packed (``storage/report_codec``):
+its large blocks once in ``report_block`` by SHA-256, the rest compressed in ``report_z``
+(``report`` is then empty); rows written before keep plain JSON in ``report``.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from collections import OrderedDict
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -15,7 +18,8 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from storage.tables import test_report
+from storage import report_codec
+from storage.tables import report_block, test_report
 
 
 class Stored(enum.Enum):
@@ -34,11 +38,62 @@ def decode_document(text: str) -> dict:
     return json.loads(text)
 
 
+class _Cache(OrderedDict):
+    """A small LRU of immutable blocks (content-addressed, so safe across databases)."""
+
+    def __init__(self, max_bytes: int):
+        super().__init__()
+        self.max_bytes, self.size = max_bytes, 0
+
+    def put(self, key: bytes, value) -> None:
+        if key in self:
+            self.move_to_end(key)
+            return
+        self[key] = value
+        self.size += len(value)
+        while self.size > self.max_bytes:
+            _, old = self.popitem(last=False)
+            self.size -= len(old)
+
+
+_COMPRESSED_BLOCKS = _Cache(32 * 1024 * 1024)
+_BLOCK_TEXTS = _Cache(64 * 1024 * 1024)
+
+
+def _packed_values(rows: list[dict]) -> tuple[list[dict], dict[bytes, bytes]]:
+    """The rows' column values with the documents packed, and every block they refer to."""
+    values, blocks = [], {}
+    for row in rows:
+        report_z, row_blocks = report_codec.pack(row["report"], _COMPRESSED_BLOCKS)
+        values.append({**row, "report": "", "report_z": report_z})
+        blocks.update(row_blocks)
+    for digest, body in blocks.items():
+        _COMPRESSED_BLOCKS.put(digest, body)
+    return values, blocks
+
+
+def _store_blocks(conn: sa.Connection, blocks: dict[bytes, bytes]) -> None:
+    """Insert the blocks not stored yet, in digest order (two writers never deadlock)."""
+    if not blocks:
+        return
+    digests = sorted(blocks)
+    stored = set(conn.execute(sa.select(report_block.c.digest).where(report_block.c.digest.in_(digests))).scalars())
+    missing = [{"digest": d, "body": blocks[d]} for d in digests if d not in stored]
+    if not missing:
+        return
+    if conn.dialect.name == "mysql":
+        stmt = mysql_insert(report_block).on_duplicate_key_update(digest=report_block.c.digest)
+    else:
+        stmt = sqlite_insert(report_block).on_conflict_do_nothing(index_elements=["digest"])
+    conn.execute(stmt, missing)
+
+
 def store_report(engine: sa.Engine, row: dict) -> Stored:
     """Insert one ``test_report`` row (with ``report`` as a dict) in its own transaction."""
-    values = {**row, "report": encode_document(row["report"])}
+    (values,), blocks = _packed_values([row])
     try:
         with engine.begin() as conn:
+            _store_blocks(conn, blocks)
             # One cached statement with bound values: no per-request SQL compilation.
             conn.execute(test_report.insert(), values)
         return Stored.CREATED
@@ -57,7 +112,8 @@ def insert_reports(conn: sa.Connection, rows: list[dict]) -> None:
     leaving any row whose GUID is already stored exactly as it is (the legacy migration)."""
     if not rows:
         return
-    values = [{**row, "report": encode_document(row["report"])} for row in rows]
+    values, blocks = _packed_values(rows)
+    _store_blocks(conn, blocks)
     if conn.dialect.name == "mysql":
         stmt = mysql_insert(test_report).on_duplicate_key_update(guid=test_report.c.guid)
     else:
@@ -70,7 +126,23 @@ def load_report(conn: sa.Connection, guid: str) -> dict | None:
     row = conn.execute(sa.select(test_report).where(test_report.c.guid == guid.lower())).mappings().first()
     if row is None:
         return None
-    return {**row, "report": decode_document(row["report"])}
+    return {**row, "report": read_document(conn, row)}
+
+
+def read_document(conn: sa.Connection, row) -> dict:
+    """The v3 document of a ``test_report`` row (packed or plain JSON)."""
+    if row["report_z"] is None:
+        return decode_document(row["report"])
+    report_z = bytes(row["report_z"])
+    digests = report_codec.block_digests(report_z)
+    texts = {d: _BLOCK_TEXTS[d] for d in digests if d in _BLOCK_TEXTS}
+    missing = [d for d in digests if d not in texts]
+    if missing:
+        query = sa.select(report_block.c.digest, report_block.c.body).where(report_block.c.digest.in_(missing))
+        for digest, body in conn.execute(query):
+            texts[bytes(digest)] = report_codec.block_text(bytes(body))
+            _BLOCK_TEXTS.put(bytes(digest), texts[bytes(digest)])
+    return report_codec.unpack(report_z, texts, compressed=False)
 
 
 def pending_guids(conn: sa.Connection, older_than: datetime, limit: int = 10_000) -> list[str]:
@@ -86,6 +158,6 @@ def pending_guids(conn: sa.Connection, older_than: datetime, limit: int = 10_000
 
 def latest_reports(conn: sa.Connection, language: str, limit: int) -> list[sa.RowMapping]:
     """The newest reports of one language, newest first, without their documents."""
-    columns = [c for c in test_report.c if c.name != "report"]
+    columns = [c for c in test_report.c if c.name not in ("report", "report_z")]
     query = sa.select(*columns).where(test_report.c.language == language).order_by(test_report.c.id.desc()).limit(limit)
     return list(conn.execute(query).mappings())

@@ -18,6 +18,8 @@ LongText = sa.Text().with_variant(mysql.LONGTEXT(charset="utf8mb4", collation="u
 """Real UTF-8, 4-byte characters included (MariaDB's JSON type is LONGTEXT too)."""
 
 UnsignedInt = sa.Integer().with_variant(mysql.INTEGER(unsigned=True), "mysql")
+LongBlob = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
+Digest = sa.LargeBinary(32).with_variant(mysql.BINARY(32), "mysql")
 Guid = sa.String(36)
 
 REPORT_STATES = ("pending", "done", "skipped", "failed")
@@ -45,7 +47,9 @@ test_report = sa.Table(
     sa.Column("creator", sa.String(64), nullable=True, doc="metabase:user:<guid> of the submitting profile."),
     sa.Column("distfile", sa.String(255), nullable=True, doc="AUTHOR/FILE from the submission's resource."),
     sa.Column("submission_sha256", sa.String(64), nullable=False, doc="Hash of the canonical submission."),
-    sa.Column("report", LongText, nullable=False, doc="The v3 document as JSON."),
+    sa.Column("report", LongText, nullable=False, doc="The v3 document as JSON (empty when packed in report_z)."),
+    # Ours: the document packed by storage/report_codec (blocks in report_block).
+    sa.Column("report_z", LongBlob, nullable=True, doc="Packed document; NULL for plain JSON rows."),
     sa.Column("state_changed", sa.DateTime, nullable=True),
     sa.Index("test_report_state_created", "state", "created"),
     sa.Index("test_report_dist_version", "dist", "version"),
@@ -170,6 +174,16 @@ legacy_migration = sa.Table(
     sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("detail", sa.Text, nullable=True),
     sa.Column("updated", sa.DateTime, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Ours: large blocks of report documents (perl -V, environment...) kept once, by SHA-256;
+# test_report.report_z refers to them (storage/report_codec.py).
+report_block = sa.Table(
+    "report_block",
+    metadata,
+    sa.Column("digest", Digest, primary_key=True, doc="SHA-256 of the block's UTF-8 text."),
+    sa.Column("body", LongBlob, nullable=False, doc="The block, zlib-compressed."),
     **MYSQL_TABLE_ARGS,
 )
 

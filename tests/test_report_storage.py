@@ -1,0 +1,117 @@
+"""Reports on disk: large repeated blocks kept once, the rest compressed, every reader
+unaware of it (storage/report_codec.py behind storage/reports.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.legacy_synth import synth_reports
+from schemas.legacy import convert_row
+from storage import report_codec
+from storage.reports import encode_document, insert_reports, latest_reports, load_report, store_report
+from storage.tables import report_block, test_report
+from tests.legacy_fixtures import metabase_rows
+
+DOCS = [convert_row(r["guid"], r["updated"], r["report"], {}).row for r in metabase_rows()]
+
+
+def test_every_fixture_document_packs_and_unpacks_to_itself():
+    for row in DOCS:
+        original = copy.deepcopy(row["report"])
+        packed, blocks = report_codec.pack(row["report"])
+        assert row["report"] == original  # the caller's document is left alone
+        assert report_codec.unpack(packed, blocks) == original
+        assert len(packed) + sum(len(b) for b in blocks.values()) < len(encode_document(original).encode()) / 2
+
+
+def test_the_same_perl_v_section_is_one_block_in_every_report_that_carries_it():
+    by_guid = {row["guid"]: row["report"] for row in DOCS}
+    # the same tester and perl 5.20.3, two different dists
+    first, second = by_guid["166d274a-ff14-11e6-9865-4c569e5b62e3"], by_guid["1390cefa-ff14-11e6-9865-4c569e5b62e3"]
+    _, blocks_one = report_codec.pack(first)
+    _, blocks_two = report_codec.pack(second)
+    shared = set(blocks_one) & set(blocks_two)
+    assert any("Summary of my perl5" in report_codec.block_text(blocks_one[d]) for d in shared)
+
+
+def test_chunk_boundaries_do_not_depend_on_what_comes_before():
+    text = DOCS[0]["report"]["result"]["output"]["uncategorized"]
+    tail = report_codec.chunks(text)[-3:]
+    shifted = report_codec.chunks("an extra line of tester comments\n" * 7 + text)
+    assert shifted[-3:] == tail
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+long_text = st.lists(
+    st.sampled_from(
+        ["ok 1\n", "Summary of my perl5\n", "  @INC:\n", "x" * 700 + "\n", "ünïcödé 🐪\n", "\n", "\x00\x1b\n"]
+    ),
+    min_size=0,
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(extra=json_values, text=long_text, other=long_text)
+def test_any_document_round_trips(extra, text, other):
+    doc = {"id": "x", "extra": extra, "result": {"output": {"uncategorized": text, "test": other}}, "list": [text]}
+    packed, blocks = report_codec.pack(doc)
+    assert report_codec.unpack(packed, blocks) == doc
+    assert json.loads(json.dumps(report_codec.unpack(packed, blocks))) == doc
+
+
+def test_stored_reports_read_back_exactly_and_share_their_blocks(backend):
+    engine = backend.engine()
+    for row in DOCS:
+        store_report(engine, row)
+    with engine.connect() as conn:
+        for row in DOCS:
+            stored = load_report(conn, row["guid"])
+            assert stored["report"] == row["report"]
+            assert stored["dist"] == row["dist"]
+        blocks = conn.execute(sa.select(sa.func.count()).select_from(report_block)).scalar()
+        refs = sum(
+            len(report_codec.block_digests(bytes(z))) for z in conn.execute(sa.select(test_report.c.report_z)).scalars()
+        )
+        assert blocks < refs  # some blocks are shared
+        assert {r["guid"] for r in latest_reports(conn, "Perl 5", 100)} == {r["guid"] for r in DOCS}
+    engine.dispose()
+
+
+def test_rows_written_as_plain_json_before_the_change_still_read(backend):
+    engine = backend.engine()
+    row = DOCS[0]
+    with engine.begin() as conn:
+        conn.execute(test_report.insert(), {**row, "report": encode_document(row["report"])})
+    with engine.connect() as conn:
+        assert load_report(conn, row["guid"])["report"] == row["report"]
+    engine.dispose()
+
+
+def test_batch_insert_packs_too_and_leaves_known_rows_alone(backend):
+    engine = backend.engine()
+    rows = [convert_row(r["guid"], r["updated"], r["report"], {}).row for r in synth_reports(60, seed=5, testers=4)]
+    with engine.begin() as conn:
+        insert_reports(conn, rows[:30])
+    changed = {**rows[0], "reporter": "changed"}
+    with engine.begin() as conn:
+        insert_reports(conn, [changed, *rows[30:]])
+    with engine.connect() as conn:
+        for row in rows:
+            assert load_report(conn, row["guid"])["report"] == row["report"]
+        assert load_report(conn, rows[0]["guid"])["reporter"] == rows[0]["reporter"]
+        blocks = conn.execute(sa.select(sa.func.count()).select_from(report_block)).scalar()
+        refs = {
+            d for z in conn.execute(sa.select(test_report.c.report_z)).scalars() for d in report_codec.block_digests(z)
+        }
+    assert blocks == len(refs)  # every block referred to, none twice
+    engine.dispose()
