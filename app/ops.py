@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from app.errors import json_response
 from app.ops_page import STATUS_TEMPLATE
 from app.services import services
+from monitoring import alarm
 from monitoring import figures as figures_module
 from monitoring import jobs as job_metrics
 
@@ -54,6 +55,9 @@ def _collect(with_history: bool = True) -> figures_module.Figures:
 def status():
     snapshot = _collect()
     data = snapshot.as_dict()
+    # The alarm's judgement with its default thresholds (the state-keeping tests are the check command's).
+    verdict = alarm.judge(snapshot, alarm.Thresholds(), None)
+    data["verdict"] = {"state": verdict.name, "problems": verdict.problems}
     if wants_json():
         response = json_response(data, 200)
     else:

@@ -17,6 +17,7 @@ STATUS_TEMPLATE = """<!doctype html>
  .card { border: 1px solid #ccc; border-radius: 6px; padding: .5em .9em; min-width: 9em; }
  .card .value { font-size: 1.6em; font-weight: 600; }
  .bad { color: #b00020; }
+ .ok { color: #1b7f2a; }
  table { border-collapse: collapse; margin: .5em 0 1.2em; }
  th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
  th { background: #f4f4f4; }
@@ -26,7 +27,8 @@ STATUS_TEMPLATE = """<!doctype html>
 </style>
 </head>
 <body>
-<h1>CPAN Testers pipeline</h1>
+<h1>CPAN Testers pipeline: <span id="verdict" class="{{ 'ok' if f.verdict.state == 'OK' else 'bad' }}">{{ f.verdict.state }}</span></h1>
+<div id="problems">{% for p in f.verdict.problems %}<div class="bad">{{ p }}</div>{% else %}<div class="ok">reports flow</div>{% endfor %}</div>
 <div class="muted">figures read at <span id="collected-at">{{ f.collected_at }}</span>; this page reloads every 30 s;
  JSON: <a href="?format=json">?format=json</a>, Prometheus: <a href="metrics">/metrics</a></div>
 {% if f.errors %}<p id="errors" class="bad">
