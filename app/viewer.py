@@ -96,12 +96,24 @@ class Found:
     tester_email: str | None
 
 
+GUID_OF_NUMERIC_ID = sa.select(cpanstats.c.guid).where(cpanstats.c.id == sa.bindparam("id"))
+UPLOAD_OF_RELEASE = (
+    sa.select(uploads.c.author, uploads.c.filename)
+    .where(uploads.c.dist == sa.bindparam("dist"), uploads.c.version == sa.bindparam("version"))
+    .limit(1)
+)
+PROFILE_OF_CREATOR = sa.select(metabase_user.c.fullname, metabase_user.c.email).where(
+    metabase_user.c.resource == sa.bindparam("resource")
+)
+"""Built once: a page view only binds values (the compiled forms are cached by SQLAlchemy)."""
+
+
 def find_report(conn: sa.Connection, ident: str) -> Found | None:
     """The report named by a GUID or a numeric cpanstats id, or None."""
     if ident.isdigit():
         if len(ident) > 10 or int(ident) > MAX_NUMERIC_ID:
             return None
-        guid = conn.execute(sa.select(cpanstats.c.guid).where(cpanstats.c.id == int(ident))).scalar()
+        guid = conn.execute(GUID_OF_NUMERIC_ID, {"id": int(ident)}).scalar()
         if guid is None:
             return None
     elif is_guid(ident):
@@ -111,16 +123,10 @@ def find_report(conn: sa.Connection, ident: str) -> Found | None:
     row = load_report(conn, guid)
     if row is None:
         return None
-    upload = conn.execute(
-        sa.select(uploads.c.author, uploads.c.filename)
-        .where(uploads.c.dist == row["dist"], uploads.c.version == row["version"])
-        .limit(1)
-    ).first()
+    upload = conn.execute(UPLOAD_OF_RELEASE, {"dist": row["dist"], "version": row["version"]}).first()
     tester = None
     if row.get("creator"):
-        tester = conn.execute(
-            sa.select(metabase_user.c.fullname, metabase_user.c.email).where(metabase_user.c.resource == row["creator"])
-        ).first()
+        tester = conn.execute(PROFILE_OF_CREATOR, {"resource": row["creator"]}).first()
     return Found(
         row=dict(row),
         author=(upload.author or None) if upload else None,

@@ -15,7 +15,9 @@ from flask import Flask, Response, request
 COMPRESS_MIN_BYTES = 1024
 """Smaller answers are sent as they are: gzip would save little and cost a few µs."""
 
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
+"""Fast compression (nginx's default level): a 20 KB report shrinks about 4x in ~0.1 ms,
+where level 6 gains a few percent more for several times the CPU."""
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",

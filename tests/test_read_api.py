@@ -363,3 +363,32 @@ def test_every_read_api_query_is_served_by_an_index_on_mariadb(backend, engine):
             plan = list(conn.exec_driver_sql(f"EXPLAIN {sql}").mappings())
             for step in plan:
                 assert step["type"] != "ALL" and step["key"], f"{name}: {step} in {plan}"
+
+
+# --- end to end ----------------------------------------------------------------------
+
+
+def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client, viewer, backend, monkeypatch):
+    from tests import captures
+    from tests.helpers import register_profile, replay
+    from tests.processing_helpers import run_jobs
+
+    monkeypatch.setenv("DATABASE_URL", backend.database_url)
+    register_profile(app.extensions["cpantesters"].engine)
+    response = replay(client, captures.load("01-ok")[0])
+    guid = response.get_json()["guid"]
+    doc = viewer.get(f"/cpan/report/{guid}?json=1").get_json()["result"]
+    fact = doc["content"][0]["content"]
+    run_jobs(backend.redis())
+
+    dist_version = doc["metadata"]["core"]["resource"].rsplit("/", 1)[1].removesuffix(".tar.gz")
+    dist, version = dist_version.rsplit("-", 1)
+    [row] = json.loads(viewer.get(f"/v3/summary/{dist}/{version}").data)
+    assert row["guid"] == guid and row["grade"] == fact["grade"] and row["perl"] == fact["perl_version"]
+    counts = viewer.get(f"/v3/release/dist/{dist}/{version}").get_json()
+    assert counts["total"] == 1 and counts[fact["grade"]] == 1
+    from storage.tables import cpanstats
+
+    with backend.engine().connect() as conn:
+        numeric = conn.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == guid)).scalar()
+    assert viewer.get(f"/report/{numeric}?json=1").get_json()["result"]["metadata"]["core"]["guid"] == guid
