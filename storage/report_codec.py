@@ -53,8 +53,12 @@ SECTION_STARTS = (
 )
 
 
+_PRIMED = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+"""A compressor with the dictionary loaded, copied for each use (loading it costs more)."""
+
+
 def _compress(data: bytes) -> bytes:
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    compressor = _PRIMED.copy()
     return compressor.compress(data) + compressor.flush()
 
 

@@ -183,3 +183,29 @@ def test_a_row_without_a_usable_date_is_an_error():
         fact["metadata"]["core"]["creation_time"] = "never"
     with pytest.raises(LegacyRowError, match="no usable date"):
         convert_row(row["guid"], "soon", zlib.compress(json.dumps(facts).encode()), PROFILES)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["guid"] for r in ROWS])
+def test_the_document_is_exactly_what_the_intake_translation_makes_of_the_same_report(row):
+    from schemas.distname import parse_distfile
+    from schemas.metabase import MetabaseReport
+    from schemas.translate import metabase_to_v3
+
+    columns = convert_row(row["guid"], row["updated"], row["report"], PROFILES).row
+    doc = columns["report"]
+    facts = decode_report_column(row["report"])
+    legacy = dict(facts[LEGACY_REPORT]["content"])
+    for key, value in facts.get(TEST_SUMMARY, {}).get("content", {}).items():
+        legacy.setdefault(key, value)
+    legacy["grade"] = legacy["grade"].lower()
+    profile = PROFILES.get((doc["metabase"]["creator"] or "").lower())
+    report = MetabaseReport(
+        guid=doc["id"],
+        core=doc["metabase"],
+        legacy=legacy,
+        distfile=doc["distribution"]["path"],
+        dist=parse_distfile(doc["distribution"]["path"]),
+        sha256="",
+    )
+    expected = metabase_to_v3(report, columns["created"], profile and profile.fullname, profile and profile.email)
+    assert doc == expected
