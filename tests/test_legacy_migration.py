@@ -277,3 +277,26 @@ def test_v3_api_falls_back_to_the_legacy_cache_for_a_guid_not_migrated(backend, 
     assert response.json["reporter"]["name"] == "Chris Williams (BINGOS)"
     assert app.test_client().get("/v3/report/00000000-0000-11e3-0000-000000000000").status_code == 404
     app.extensions["cpantesters"].engine.dispose()
+
+
+def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_adds_one(
+    backend, own_legacy_url, monkeypatch
+):
+    from workers import jobs
+
+    monkeypatch.setenv("DATABASE_URL", backend.database_url)
+    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    assert run(own_legacy_url, backend, "migrate", "--workers", "1", "--quiet") == 0
+    engine = backend.engine()
+    with engine.connect() as conn:
+        before = {r.guid: r.id for r in conn.execute(sa.select(cpanstats.c.guid, cpanstats.c.id))}
+    for guid in ("0cbce1be-07f0-11e3-9db1-878205732d18", "ffdb8ffc-07f1-11e3-a0a5-bfc8c70fa3a9"):
+        jobs.process_report(guid)
+    with engine.connect() as conn:
+        after = {r.guid: r.id for r in conn.execute(sa.select(cpanstats.c.guid, cpanstats.c.id))}
+        stats = conn.execute(sa.select(cpanstats).where(cpanstats.c.guid == "ffdb8ffc-07f1-11e3-a0a5-bfc8c70fa3a9"))
+        row = stats.mappings().one()
+    assert after == before
+    assert (row["perl"], row["state"], row["dist"]) == ("5.16.0 RC0", "pass", "CPAN-Testers-WWW-Statistics")
+    jobs.engine().dispose()
+    engine.dispose()
