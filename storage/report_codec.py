@@ -51,6 +51,7 @@ SECTION_STARTS = (
     "ENVIRONMENT AND OTHER CONTEXT",
     "PREREQUISITES",
 )
+_SECTION_STARTS = tuple(prefix.encode() for prefix in SECTION_STARTS)
 
 
 _PRIMED = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
@@ -70,22 +71,28 @@ def _decompress(data: bytes) -> bytes:
 def chunks(text: str) -> list[str]:
     """Cut ``text`` into chunks at line ends chosen by content: before a section header,
     or after a line whose hash says so once the chunk is long enough."""
-    out: list[str] = []
-    current: list[str] = []
-    size = 0
-    for line in text.splitlines(keepends=True):
-        if current and size >= MIN_BLOCK and line.startswith(SECTION_STARTS):
-            out.append("".join(current))
-            current, size = [], 0
-        current.append(line)
-        size += len(line)
-        if size >= MAX_CHUNK or (
-            size >= MIN_BLOCK and zlib.crc32(line.encode("utf-8", "surrogatepass")) & CUT_MASK == 0
-        ):
-            out.append("".join(current))
-            current, size = [], 0
-    if current:
-        out.append("".join(current))
+    data = text.encode("utf-8", "surrogatepass")
+    return [data[a:b].decode("utf-8", "surrogatepass") for a, b in _cuts(data)]
+
+
+def _cuts(data: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` byte offsets of the chunks of UTF-8 ``data`` (a line break never
+    falls inside a multi-byte character, so every chunk is valid UTF-8)."""
+    out = []
+    start = pos = size = 0
+    crc32 = zlib.crc32
+    for line in data.splitlines(keepends=True):
+        if size >= MIN_BLOCK and line.startswith(_SECTION_STARTS):
+            out.append((start, pos))
+            start, size = pos, 0
+        length = len(line)
+        pos += length
+        size += length
+        if size >= MAX_CHUNK or (size >= MIN_BLOCK and not crc32(line) & CUT_MASK):
+            out.append((start, pos))
+            start, size = pos, 0
+    if start < len(data):
+        out.append((start, len(data)))
     return out
 
 
@@ -129,14 +136,16 @@ def pack(doc: dict, cache=None) -> tuple[bytes, dict[bytes, bytes]]:
     skeleton = doc
     for path, text in list(_long_strings(doc, ())):
         parts: list = []
-        for chunk in chunks(text):
-            if len(chunk) < MIN_BLOCK:
+        data = text.encode("utf-8", "surrogatepass")
+        for a, b in _cuts(data):
+            if b - a < MIN_BLOCK:
+                chunk = data[a:b].decode("utf-8", "surrogatepass")
                 if parts and isinstance(parts[-1], str):
                     parts[-1] += chunk
                 else:
                     parts.append(chunk)
                 continue
-            raw = chunk.encode("utf-8", "surrogatepass")
+            raw = data[a:b]
             digest = hashlib.sha256(raw).digest()
             if digest not in index_of:
                 index_of[digest] = len(digests)
