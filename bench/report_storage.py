@@ -125,13 +125,46 @@ def _figures(packed: sa.Engine, plain: sa.Engine, rows: int, json_bytes: int) ->
     }
 
 
+def store_latency(count: int) -> dict:
+    """The intake's write, one report per transaction as the web app does it: packed
+    (``store_report``) against a plain JSON row, same documents, same database server."""
+    from storage.reports import store_report
+
+    docs = list(documents(count))[:count]
+    out = {}
+    for kind in ("plain", "packed"):
+        name = create_database()
+        engine = create_engine(f"mysql://{USER}@{HOST}:{PORT}/{name}")
+        took = []
+        try:
+            for row in docs:
+                began = time.perf_counter()
+                if kind == "packed":
+                    store_report(engine, row)
+                else:
+                    with engine.begin() as conn:
+                        conn.execute(test_report.insert(), {**row, "report": encode_document(row["report"])})
+                took.append(time.perf_counter() - began)
+        finally:
+            engine.dispose()
+            drop_database(name)
+        took.sort()
+        out[kind] = {
+            "reports_per_second": round(len(took) / sum(took)),
+            "p50_ms": round(took[len(took) // 2] * 1000, 2),
+            "p99_ms": round(took[int(len(took) * 0.99)] * 1000, 2),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=int, default=100_000)
     parser.add_argument("--keep", action="store_true", help="keep the two databases")
+    parser.add_argument("--latency", type=int, metavar="N", help="only time N single-report stores, packed vs plain")
     args = parser.parse_args()
     started = time.time()
-    result = run(args.reports, args.keep)
+    result = store_latency(args.latency) if args.latency else run(args.reports, args.keep)
     result["seconds"] = round(time.time() - started)
     print(json.dumps(result, indent=1))
 
