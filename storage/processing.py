@@ -108,36 +108,37 @@ class Batch:
         if missing:
             insert_missing(self.conn, perl_version, missing, ["version"])
 
-    def upload_of(self, dist: str, version: str) -> sa.Row:
-        """The ``uploads`` row of a release (a provisional one is created when missing).
+    def uploads_of(self, releases: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
+        """The ``uploads`` rows of releases (provisional ones are created for the missing).
 
         Read with a shared lock, so the uploads command's type change waits for the
         reports being counted under the old type, and reports after it see the new one.
         """
-        query = (
-            sa.select(uploads.c.uploadid, uploads.c.type)
-            .where(uploads.c.dist == dist, uploads.c.version == version)
-            .order_by(uploads.c.uploadid)
-            .limit(1)
-            .with_for_update(read=True)
-        )
-        found = self.conn.execute(query).first()
-        if found is None:
-            logger.info("no upload for dist=%s version=%s: creating a provisional one", dist, version)
+
+        def read(keys):
+            query = (
+                sa.select(uploads.c.uploadid, uploads.c.type, uploads.c.dist, uploads.c.version)
+                .where(sa.tuple_(uploads.c.dist, uploads.c.version).in_(keys))
+                .order_by(uploads.c.uploadid)
+                .with_for_update(read=True)
+            )
+            found = {}
+            for row in self.conn.execute(query):
+                found.setdefault((row.dist, row.version), row)  # the first, should there be two
+            return found
+
+        found = read(releases)
+        missing = [key for key in releases if key not in found]
+        if missing:
+            logger.info("creating %d provisional uploads, e.g. dist=%s version=%s", len(missing), *missing[0])
+            provisional = {"type": rules.PROVISIONAL_UPLOAD, "author": "", "filename": "", "released": 0}
             insert_missing(
                 self.conn,
                 uploads,
-                {
-                    "type": rules.PROVISIONAL_UPLOAD,
-                    "author": "",
-                    "dist": dist,
-                    "version": version,
-                    "filename": "",
-                    "released": 0,
-                },
+                [{**provisional, "dist": dist, "version": version} for dist, version in missing],
                 ["dist", "version"],
             )
-            found = self.conn.execute(query).first()
+            found.update(read(missing))
         return found
 
     # -- the reports ---------------------------------------------------------------------
@@ -159,9 +160,7 @@ class Batch:
 
     def count(self, rows: list[dict]) -> None:
         self.ensure_perls({row["perl"] for row in rows})
-        releases = {}
-        for key in sorted({(row["dist"], row["version"]) for row in rows}):
-            releases[key] = self.upload_of(*key)
+        releases = self.uploads_of(sorted({(row["dist"], row["version"]) for row in rows}))
         values = []
         for row in rows:
             upload = releases[(row["dist"], row["version"])]
@@ -241,9 +240,22 @@ class Batch:
             delta["uploadid"] = release_row["uploadid"]
 
     def apply_deltas(self) -> None:
-        """Add the deltas to ``release_summary``, in key order (a fixed lock order)."""
+        """Add the deltas to ``release_summary`` in key order (a fixed lock order): every
+        increment in one multi-row upsert, then any decrement."""
+        increments, others = [], []
         for key in sorted(self.deltas):
-            apply_summary_delta(self.conn, dict(zip(SUMMARY_KEY, key, strict=True)), self.deltas[key])
+            delta = self.deltas[key]
+            if not any(delta[name] for name in COUNTS):
+                continue
+            keyed = dict(zip(SUMMARY_KEY, key, strict=True))
+            if all(delta[name] >= 0 for name in COUNTS) and delta["id"]:
+                increments.append(summary_values(keyed, delta))
+            else:
+                others.append((keyed, delta))
+        if increments:
+            add_to_summary(self.conn, increments)
+        for keyed, delta in others:
+            apply_summary_delta(self.conn, keyed, delta)
         self.deltas.clear()
 
     def finish(self, now: datetime) -> None:
@@ -258,26 +270,37 @@ class Batch:
                 )
 
 
+def summary_values(key: dict, delta: dict) -> dict:
+    values = {**key, **{name: delta[name] for name in COUNTS}}
+    values.update(id=delta["id"], guid=delta["guid"], uploadid=delta["uploadid"])
+    return values
+
+
+def add_to_summary(conn: sa.Connection, rows: list[dict]) -> None:
+    """Upsert ``release_summary`` rows adding their counts (``count = count + n``) and
+    keeping the newest report's id and guid."""
+    t = release_summary.c
+
+    def assignments(new):
+        newer = new.id > t.id
+        # guid before id: MySQL evaluates left to right, and guid compares against the old id.
+        return [
+            ("guid", sa.case((newer, new.guid), else_=t.guid)),
+            ("id", sa.case((newer, new.id), else_=t.id)),
+            *[(name, t[name] + new[name]) for name in COUNTS],
+            ("uploadid", new.uploadid),
+        ]
+
+    upsert(conn, release_summary, rows, list(SUMMARY_KEY), assignments)
+
+
 def apply_summary_delta(conn: sa.Connection, key: dict, delta: dict) -> None:
-    """Add ``delta`` (counts, and the newest id/guid) to one ``release_summary`` row."""
+    """Add ``delta`` (counts, and the newest id/guid) to one ``release_summary`` row;
+    a row whose counts all reach 0 is removed."""
     if not any(delta[name] for name in COUNTS):
         return
     if all(delta[name] >= 0 for name in COUNTS) and delta["id"]:
-        values = {**key, **{name: delta[name] for name in COUNTS}}
-        values.update(id=delta["id"], guid=delta["guid"], uploadid=delta["uploadid"])
-        t = release_summary.c
-
-        def assignments(new):
-            newer = new.id > t.id
-            # guid before id: MySQL evaluates left to right, and guid compares against the old id.
-            return [
-                ("guid", sa.case((newer, new.guid), else_=t.guid)),
-                ("id", sa.case((newer, new.id), else_=t.id)),
-                *[(name, t[name] + new[name]) for name in COUNTS],
-                ("uploadid", new.uploadid),
-            ]
-
-        upsert(conn, release_summary, values, list(SUMMARY_KEY), assignments)
+        add_to_summary(conn, [summary_values(key, delta)])
         return
     where = [release_summary.c[name] == value for name, value in key.items()]
     conn.execute(
