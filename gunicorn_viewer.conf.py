@@ -19,3 +19,12 @@ preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# Readers yield the CPU to submissions on a shared host: the old viewer made submissions
+# time out by taking the machine. 0 disables it.
+nice = int(os.environ.get("VIEWER_NICE", "5"))
+
+
+def post_fork(server, worker):
+    if nice:
+        os.nice(nice)

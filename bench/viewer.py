@@ -183,6 +183,23 @@ def start_gunicorn(conf: str, app: str, env: dict, log: Path) -> tuple[subproces
     return process, port
 
 
+def cpu_seconds(master_pid: int) -> float:
+    """User+system CPU of a gunicorn master and its workers (contention-independent cost)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == master_pid or ppid == master_pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -351,9 +368,21 @@ def main() -> None:
         Submitter(web_port, 20, 1).run()
 
         results: dict = {}
-        results["submissions alone"] = {"submit": Submitter(web_port, args.rate, args.duration).run()}
+        cpu = cpu_seconds(web.pid)
+        submit = Submitter(web_port, args.rate, args.duration).run()
+        served = submit["accepted_in_window"] + submit["accepted_after_window"]
+        submit["web_cpu_ms_per_submission"] = round((cpu_seconds(web.pid) - cpu) * 1000 / max(served, 1), 2)
+        results["submissions alone"] = {"submit": submit}
         time.sleep(2)
+        cpu = cpu_seconds(viewer.pid)
         results["viewer alone"] = _viewer_phase(viewer_port, pages, api, script, args)
+        answered = sum(r["requests_per_s"] for r in results["viewer alone"].values()) * args.duration
+        results["viewer alone"]["viewer_cpu_ms_per_request"] = round(
+            (cpu_seconds(viewer.pid) - cpu) * 1000 / max(answered, 1), 2
+        )
+        time.sleep(2)
+        # service time without queueing: a few connections only
+        results["viewer at 4 connections"] = {"pages": run_wrk(viewer_port, str(pages), 4, 10, str(script))}
         time.sleep(2)
         both: dict = {}
         viewer_thread = threading.Thread(
@@ -371,7 +400,9 @@ def main() -> None:
             f"\nviewer p99: {results['viewer alone']['pages']['p99_ms']} ms alone, "
             f"{results['both']['pages']['p99_ms']} ms with submissions; "
             f"submissions: {alone['accepted_per_s']}/s alone, {loaded['accepted_per_s']}/s with viewer load "
-            f"({kept:.0f}%), failures {alone['failures']} / {loaded['failures']}"
+            f"({kept:.0f}%), failures {alone['failures']} / {loaded['failures']}; CPU per viewer request "
+            f"{results['viewer alone']['viewer_cpu_ms_per_request']} ms, per submission "
+            f"{alone['web_cpu_ms_per_submission']} ms"
         )
     finally:
         for process in reversed(processes):
