@@ -112,14 +112,14 @@ def migrate(legacy_name: str, ours_name: str, workers: int, batch: int) -> dict:
     sampler.join()
     summary = json.loads(out)
     steady = [s for s in sampler.samples if s[0] > 5] or sampler.samples
-    quarters = [steady[int(i * (len(steady) - 1) / 4)] for i in range(5)] if steady else []
+    quarters = [steady[int(i * (len(steady) - 1) / 10)] for i in range(11)] if steady else []
     return {
         "seconds": round(elapsed, 1),
         "rows_per_second": round(summary["legacy_rows"] / elapsed),
         "migrated": summary["migrated_this_run"],
         "rejected": summary["rejected_this_run"],
-        "rss_total_mib_over_time": [round(s[1] / 2**20) for s in quarters],
-        "rss_largest_process_mib_over_time": [round(s[2] / 2**20) for s in quarters],
+        "rss_total_mib_every_tenth_of_the_run": [round(s[1] / 2**20) for s in quarters],
+        "rss_largest_process_mib_every_tenth": [round(s[2] / 2**20) for s in quarters],
     }
 
 

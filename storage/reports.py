@@ -56,8 +56,9 @@ class _Cache(OrderedDict):
             self.size -= len(old)
 
 
-_COMPRESSED_BLOCKS = _Cache(32 * 1024 * 1024)
-_BLOCK_TEXTS = _Cache(64 * 1024 * 1024)
+_COMPRESSED_BLOCKS = _Cache(16 * 1024 * 1024)
+_BLOCK_TEXTS = _Cache(32 * 1024 * 1024)
+"""Bounded: a long-running process (a worker, a migration) stays at a flat size."""
 
 
 def _packed_values(rows: list[dict]) -> tuple[list[dict], dict[bytes, bytes]]:
