@@ -34,23 +34,34 @@ ENCODING_ONLY = ftfy.TextFixerConfig(
 )
 
 _LATIN1_HIGH = re.compile("[\u0080-\u00ff]")
-# One line (without its end) that holds a character of that range: found in one C pass.
-_LINE_WITH_LATIN1_HIGH = re.compile("[^\r\n]*[\u0080-\u00ff][^\r\n]*")
+_LINE_END = re.compile("[\r\n]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def repair_mojibake(text: str) -> str:
     """Fix UTF-8-read-as-Latin-1 line by line, touching only lines that can hold it.
 
-    Never raises: a line ftfy cannot handle is kept as it came.
+    Only the lines around each hit of U+0080-U+00FF are looked at (a report is ~16 kB
+    and most of it is plain ASCII). Never raises: a line ftfy cannot handle is kept.
     """
-    if not _LATIN1_HIGH.search(text):
+    hit = _LATIN1_HIGH.search(text)
+    if not hit:
         return text
-    return _LINE_WITH_LATIN1_HIGH.sub(_repair_line, text)
+    pieces = []
+    done = 0
+    while hit:
+        start = max(text.rfind("\n", 0, hit.start()), text.rfind("\r", 0, hit.start())) + 1
+        line_end = _LINE_END.search(text, hit.start())
+        end = line_end.start() if line_end else len(text)
+        pieces.append(text[done:start])
+        pieces.append(_repair_line(text[start:end]))
+        done = end
+        hit = _LATIN1_HIGH.search(text, end)
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
-def _repair_line(match: re.Match) -> str:
-    line = match.group(0)
+def _repair_line(line: str) -> str:
     try:
         return ftfy.fix_text(line, ENCODING_ONLY)
     except Exception:  # ftfy on hostile input: keep the line rather than fail the report

@@ -186,3 +186,8 @@ def test_any_legacy_field_value_is_accepted_or_refused_cleanly(field, value):
 def test_any_registration_is_accepted_or_refused_cleanly(value):
     with contextlib.suppress(InvalidReport):
         decode_registration(json.dumps(value).encode())
+
+
+def test_repair_keeps_every_line_ending_and_fixes_each_affected_line_once():
+    text = "a\r\ncaf\u00c3\u00a9 \u00e9 caf\u00c3\u00a9\rb\u00c3\u00b6\n\nplain\n\u00c3\u00a9"
+    assert repair_mojibake(text) == "a\r\ncafé é café\rbö\n\nplain\né"
