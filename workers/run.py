@@ -15,6 +15,7 @@ database connection per job and runs about 3 times fewer jobs per second (bench/
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 
 from rq import SimpleWorker, Worker
@@ -53,6 +54,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     config = settings.load()
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Import the job code (SQLAlchemy, the schemas) once, before any fork: a forking
+    # Worker's work horse would otherwise import it again for every job. No database
+    # connection is opened here; each process opens its own on its first job.
+    importlib.import_module(queue.JOB_FUNCTION.rsplit(".", 1)[0])
     connection = queue.connect(config.REDIS_URL)
     worker = build_worker(connection, args.name, args.fork, args.maintenance_interval)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=config.LOG_LEVEL)
