@@ -9,7 +9,7 @@ Equivalent to ``rq worker --with-scheduler`` with our serializer and settings. B
 a ``SimpleWorker``: jobs run in the worker process itself, which keeps its database
 connections between jobs (opened in this process on the first job, never inherited from a
 parent). A forking ``Worker`` (``--fork``) isolates each job in a child process but opens a
-database connection per job and runs about 3 times fewer jobs per second (bench/RESULTS.md).
+database connection per job: 7 against 44 reports per second measured (bench/RESULTS.md).
 """
 
 from __future__ import annotations
