@@ -175,3 +175,17 @@ def test_backlog_figures_come_from_the_state_index(backend, db):
 def test_a_missing_report_is_a_no_op(backend, db):
     assert jobs.process_report("00000000-0000-0000-0000-000000000000") == "missing"
     assert table_count(db, cpanstats) == 0
+
+
+def test_a_report_job_takes_the_reports_queued_behind_it_into_its_transaction(backend, db, caplog):
+    guids = [store(db, grade=grade) for grade in ("pass", "fail", "na", "unknown", "pass")]
+    redis = backend.redis()
+    for guid in guids:
+        enqueue_report(redis, guid)
+    with caplog.at_level("INFO", logger="workers.jobs"):
+        run_jobs(redis)
+    assert "with=4 others" in caplog.text
+    assert set(states(db).values()) == {"done"}
+    assert summary(db) == {("CPAN-Testers-WWW-Statistics", "1.06", 1, 1, 1, 1): (2, 1, 1, 1)}
+    assert sum(n for _, n in counters.series(redis, counters.PROCESSED, minutes=2)) == 5
+    assert FailedJobRegistry(queue=report_queue(redis)).count == 0

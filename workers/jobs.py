@@ -27,6 +27,8 @@ from storage.processing import (
     process_reports,
     processing_engine,
 )
+from storage.tables import test_report
+from workers.queue import job_id, report_queue
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +75,53 @@ def _record(outcomes: dict[str, Outcome]) -> None:
         counters.record(job.connection, counters.PROCESSED, processed)
 
 
-def process_report(guid: str) -> str:
-    """The job of one report: its summary rows in one transaction, then its state."""
-    db = engine()
+COALESCE_LIMIT = 50
+"""With a backlog, a report job also takes up to this many reports queued behind it into
+its transaction; their own jobs then find them done and return at once."""
+
+DONE_STATES = ("done", "skipped")
+
+
+def _state(db: sa.Engine, guid: str) -> str | None:
+    with db.connect() as conn:
+        return conn.execute(sa.select(test_report.c.state).where(test_report.c.guid == guid.lower())).scalar()
+
+
+def _queued_behind() -> list[str]:
+    """GUIDs of the report jobs next in this job's queue (one LRANGE; none when idle)."""
+    job = get_current_job()
+    if job is None or COALESCE_LIMIT <= 0:
+        return []
     try:
-        outcomes = run_transaction(db, [guid])
+        ids = report_queue(job.connection, job.origin).get_job_ids(0, COALESCE_LIMIT - 1)
+    except Exception:  # an optimisation only
+        return []
+    prefix = job_id("")
+    return [i[len(prefix) :] for i in ids if i.startswith(prefix)]
+
+
+def process_report(guid: str) -> str:
+    """The job of one report: its summary rows in one transaction, then its state.
+
+    A report already done (or skipped) is left alone: that is the work of an earlier
+    job or of a job that took it along (see :data:`COALESCE_LIMIT`). Reprocess a done
+    report with ``scripts.backlog --guid``.
+    """
+    db = engine()
+    state = _state(db, guid)
+    if state in DONE_STATES:
+        logger.debug("already %s guid=%s", state, guid)
+        return state
+    outcomes = None
+    others = [g for g in _queued_behind() if g != guid.lower()] if state is not None else []
+    if others:
+        try:
+            outcomes = run_transaction(db, [guid, *others])
+        except Exception as exc:  # one of the others may be bad: do just this one
+            logger.info("coalesced transaction failed (%s); processing guid=%s alone", _reason(exc), guid)
+    try:
+        if outcomes is None:
+            outcomes = run_transaction(db, [guid])
     except Exception as exc:
         last = _last_attempt()
         logger.error("processing failed guid=%s last_attempt=%s reason=%s", guid, last, _reason(exc))
@@ -89,7 +133,7 @@ def process_report(guid: str) -> str:
     if outcome is Outcome.MISSING:
         logger.warning("no stored report guid=%s: nothing to do", guid)
     else:
-        logger.info("processed guid=%s outcome=%s", guid, outcome.value)
+        logger.info("processed guid=%s outcome=%s with=%d others", guid, outcome.value, len(outcomes) - 1)
     _record(outcomes)
     return outcome.value
 
