@@ -18,9 +18,8 @@ import argparse
 import importlib
 import logging
 
-from rq import SimpleWorker, Worker
-
 import settings
+from monitoring.worker import MonitoredSimpleWorker, MonitoredWorker
 from workers import queue
 
 MAINTENANCE_INTERVAL = 60
@@ -30,7 +29,9 @@ MAINTENANCE_INTERVAL = 60
 def build_worker(
     connection, name: str | None = None, fork: bool = False, maintenance_interval: int = MAINTENANCE_INTERVAL
 ):
-    worker_class = Worker if fork else SimpleWorker
+    # The monitored classes time each job into the Redis histogram behind /metrics and log
+    # one line per job with its GUID and duration.
+    worker_class = MonitoredWorker if fork else MonitoredSimpleWorker
     return worker_class(
         [queue.report_queue(connection)],
         connection=connection,
