@@ -115,3 +115,28 @@ def test_batch_insert_packs_too_and_leaves_known_rows_alone(backend):
         }
     assert blocks == len(refs)  # every block referred to, none twice
     engine.dispose()
+
+
+def test_downgrading_the_block_storage_puts_the_documents_back_as_plain_json(tmp_path):
+    from alembic import command
+
+    from storage.engine import create_engine
+    from storage.migrate import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'downgrade.sqlite'}"
+    upgrade(url)
+    engine = create_engine(url)
+    for row in DOCS[:5]:
+        store_report(engine, row)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0106_legacy_migration")
+    engine.dispose()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT guid, report FROM test_report")).all())
+        assert "report_block" not in sa.inspect(conn).get_table_names()
+    assert {guid: json.loads(text) for guid, text in stored.items()} == {r["guid"]: r["report"] for r in DOCS[:5]}
+    engine.dispose()
+    upgrade(url)
