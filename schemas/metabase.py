@@ -160,6 +160,13 @@ def decode_report(body: bytes | str, url_type: str = REPORT_TYPE) -> MetabaseRep
         raise InvalidReport("submission nested too deeply") from exc
 
 
+def _fact_type(raw) -> str | None:
+    try:
+        return raw["metadata"]["core"]["type"]
+    except (KeyError, TypeError):
+        return None
+
+
 def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     outer = load_fact(parse_json(body), "")
     core = outer["metadata"]["core"]
@@ -171,10 +178,18 @@ def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     decoded_facts = []
     legacy = None
     for index, raw in enumerate(facts):
-        fact = load_fact(raw, f"/content/{index}")
+        # Only the LegacyReport is used, so only it goes through the full schema; the
+        # others (TestSummary, ...) must be facts with decodable content, nothing more.
+        is_legacy = legacy is None and _fact_type(raw) == LEGACY_REPORT
+        if is_legacy:
+            fact = load_fact(raw, f"/content/{index}")
+        elif isinstance(raw, dict) and "content" in raw:
+            fact = dict(raw)
+        else:
+            raise InvalidReport(f"a fact must be a JSON object with content at /content/{index}", f"/content/{index}")
         fact["content"] = _decode_layer(fact["content"], f"content of fact {index}")
         decoded_facts.append(fact)
-        if fact["metadata"]["core"]["type"] == LEGACY_REPORT and legacy is None:
+        if is_legacy:
             legacy = fact["content"]
             legacy_path = f"/content/{index}/content"
     if legacy is None:

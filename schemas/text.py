@@ -34,6 +34,10 @@ ENCODING_ONLY = ftfy.TextFixerConfig(
 )
 
 _LATIN1_HIGH = re.compile("[\u0080-\u00ff]")
+# UTF-8 read as Latin-1 always shows a lead byte (C2-F4) followed by a continuation
+# byte (80-BF) as two such code points; a line without that pair has nothing to repair,
+# however many correct accented letters it holds.
+_MOJIBAKE_PAIR = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _LINE_END = re.compile("[\r\n]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -41,10 +45,10 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def repair_mojibake(text: str) -> str:
     """Fix UTF-8-read-as-Latin-1 line by line, touching only lines that can hold it.
 
-    Only the lines around each hit of U+0080-U+00FF are looked at (a report is ~16 kB
-    and most of it is plain ASCII). Never raises: a line ftfy cannot handle is kept.
+    Only lines holding a pair of U+0080-U+00FF code points that UTF-8 read as Latin-1
+    produces are looked at (a report is ~16 kB, mostly ASCII, some correct accents). Never raises: a line ftfy cannot handle is kept.
     """
-    hit = _LATIN1_HIGH.search(text)
+    hit = _MOJIBAKE_PAIR.search(text)
     if not hit:
         return text
     pieces = []
@@ -56,7 +60,7 @@ def repair_mojibake(text: str) -> str:
         pieces.append(text[done:start])
         pieces.append(_repair_line(text[start:end]))
         done = end
-        hit = _LATIN1_HIGH.search(text, end)
+        hit = _MOJIBAKE_PAIR.search(text, end)
     pieces.append(text[done:])
     return "".join(pieces)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import weakref
 from collections import OrderedDict
 from datetime import datetime
 
@@ -73,20 +74,42 @@ def _packed_values(rows: list[dict]) -> tuple[list[dict], dict[bytes, bytes]]:
     return values, blocks
 
 
-def _store_blocks(conn: sa.Connection, blocks: dict[bytes, bytes]) -> None:
-    """Insert the blocks not stored yet, in digest order (two writers never deadlock)."""
-    if not blocks:
-        return
-    digests = sorted(blocks)
+_KNOWN_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per engine, digests known to be committed in ``report_block``. Blocks are never
+deleted, so a block seen once needs no look-up again: most submissions repeat a
+tester's blocks and then touch ``report_block`` not at all."""
+
+KNOWN_BLOCKS_LIMIT = 200_000
+"""Digests remembered per engine (32 bytes each) before the set starts over."""
+
+
+def _known_blocks(engine: sa.Engine) -> set:
+    known = _KNOWN_BLOCKS.setdefault(engine, set())
+    if len(known) > KNOWN_BLOCKS_LIMIT:
+        known.clear()
+    return known
+
+
+def _store_blocks(conn: sa.Connection, blocks: dict[bytes, bytes]) -> list[bytes]:
+    """Insert the blocks not stored yet, in digest order (two writers never deadlock).
+
+    Returns the digests this transaction wrote: they are known only once it commits.
+    """
+    known = _known_blocks(conn.engine)
+    digests = sorted(d for d in blocks if d not in known)
+    if not digests:
+        return []
     stored = set(conn.execute(sa.select(report_block.c.digest).where(report_block.c.digest.in_(digests))).scalars())
+    known.update(stored)
     missing = [{"digest": d, "body": blocks[d]} for d in digests if d not in stored]
     if not missing:
-        return
+        return []
     if conn.dialect.name == "mysql":
         stmt = mysql_insert(report_block).on_duplicate_key_update(digest=report_block.c.digest)
     else:
         stmt = sqlite_insert(report_block).on_conflict_do_nothing(index_elements=["digest"])
     conn.execute(stmt, missing)
+    return [m["digest"] for m in missing]
 
 
 def store_report(engine: sa.Engine, row: dict) -> Stored:
@@ -94,9 +117,10 @@ def store_report(engine: sa.Engine, row: dict) -> Stored:
     (values,), blocks = _packed_values([row])
     try:
         with engine.begin() as conn:
-            _store_blocks(conn, blocks)
+            written = _store_blocks(conn, blocks)
             # One cached statement with bound values: no per-request SQL compilation.
             conn.execute(test_report.insert(), values)
+        _known_blocks(engine).update(written)
         return Stored.CREATED
     except IntegrityError:
         with engine.connect() as conn:
