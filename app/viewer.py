@@ -23,6 +23,7 @@ from schemas.distname import parse_distfile
 from schemas.metabase import DISTFILE_PREFIX, is_guid
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalise_url
+from storage.legacy import legacy_fallback, legacy_guid_of_id
 from storage.reports import load_report
 from storage.tables import cpanstats, metabase_user, uploads
 
@@ -108,12 +109,20 @@ PROFILE_OF_CREATOR = sa.select(metabase_user.c.fullname, metabase_user.c.email).
 """Built once: a page view only binds values (the compiled forms are cached by SQLAlchemy)."""
 
 
-def find_report(conn: sa.Connection, ident: str) -> Found | None:
-    """The report named by a GUID or a numeric cpanstats id, or None."""
+def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) -> Found | None:
+    """The report named by a GUID or a numeric cpanstats id, or None.
+
+    With ``legacy_url`` (a migration is running), a report not in ``test_report`` yet is
+    read from the legacy Metabase cache, and a numeric id not in our ``cpanstats`` yet
+    from the legacy ``cpanstats``; the legacy database is only asked about what we lack,
+    so its being down never affects migrated reports.
+    """
     if ident.isdigit():
         if len(ident) > 10 or int(ident) > MAX_NUMERIC_ID:
             return None
         guid = conn.execute(GUID_OF_NUMERIC_ID, {"id": int(ident)}).scalar()
+        if guid is None:
+            guid = legacy_guid_of_id(legacy_url, int(ident))
         if guid is None:
             return None
     elif is_guid(ident):
@@ -121,6 +130,8 @@ def find_report(conn: sa.Connection, ident: str) -> Found | None:
     else:
         return None
     row = load_report(conn, guid)
+    if row is None:
+        row = legacy_fallback(legacy_url, guid)
     if row is None:
         return None
     upload = conn.execute(UPLOAD_OF_RELEASE, {"dist": row["dist"], "version": row["version"]}).first()
@@ -196,8 +207,9 @@ def legacy_json(found: Found) -> dict:
 
 def _lookup(ident: str) -> Found | None:
     try:
-        with read_services().engine.connect() as conn:
-            return find_report(conn, ident)
+        services = read_services()
+        with services.engine.connect() as conn:
+            return find_report(conn, ident, services.settings.LEGACY_DATABASE_URL)
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
 

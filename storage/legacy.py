@@ -128,6 +128,22 @@ def _fallback_engine(url: str) -> sa.Engine:
     return create_engine(url, connect_timeout=2, pool_size=2, max_overflow=2)
 
 
+def legacy_guid_of_id(url: str | None, report_id: int) -> str | None:
+    """The GUID of a legacy ``cpanstats`` id (the viewer's numeric URLs) while the
+    cpanstats rows are not copied yet; None when no URL is configured, the id is unknown
+    or the legacy database does not answer (logged)."""
+    if not url:
+        return None
+    stats = sa.table("cpanstats", sa.column("id"), sa.column("guid"))
+    try:
+        with _fallback_engine(url).connect() as conn:
+            guid = conn.execute(sa.select(stats.c.guid).where(stats.c.id == report_id)).scalar()
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("legacy fallback unavailable id=%s error=%s", report_id, exc.__class__.__name__)
+        return None
+    return guid.lower() if isinstance(guid, str) else None
+
+
 def legacy_fallback(url: str | None, guid: str) -> dict | None:
     """The v3 ``test_report`` row (``report`` = document) of a GUID not migrated yet, from
     the legacy cache at ``url``; None when no URL is configured, the row is unknown or the
