@@ -1,0 +1,173 @@
+"""Recovery paths of the processing farm against the real backends: a real worker killed
+mid-job whose report the intake's sweeper brings back, and a real InnoDB deadlock that
+the job's transaction retries."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from intake import sweeper
+from storage import processing
+from storage.tables import cpanstats, release_data, release_summary, report_block, test_report, uploads
+from tests.processing_helpers import recount, run_jobs, states, store, summary, table_count
+from tests.test_processing_farm import start_worker
+from workers import jobs
+from workers.queue import enqueue_report, job_id, report_queue
+
+RELEASE = ("CPAN-Testers-WWW-Statistics", "1.06")
+
+
+@pytest.fixture
+def db(backend, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", backend.database_url)
+    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+    jobs.engine().dispose()
+
+
+def add_release(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            uploads.insert().values(
+                type="cpan", author="BARBIE", dist=RELEASE[0], version=RELEASE[1], filename="x", released=1
+            )
+        )
+
+
+def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, db, monkeypatch):
+    guids = [store(db, grade=grade) for grade in ("pass", "fail", "fail")]
+    add_release(db)
+    redis = backend.redis()
+    queue = report_queue(redis)
+    for guid in guids:
+        enqueue_report(redis, guid)
+
+    blocker = db.connect()
+    transaction = blocker.begin()  # hold a lock the job needs, so that it stops mid-transaction
+    if db.dialect.name == "mysql":
+        blocker.execute(sa.select(uploads).with_for_update())
+    worker = start_worker(backend)
+    started = StartedJobRegistry(queue=queue)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.get_job_ids():
+            assert time.monotonic() < deadline, "the worker never started a job"
+            time.sleep(0.1)
+        (stranded,) = started.get_job_ids()
+        time.sleep(0.5)
+        worker.send_signal(signal.SIGKILL)  # power cut in the middle of the transaction
+        worker.wait(timeout=10)
+    finally:
+        transaction.rollback()
+        blocker.close()
+
+    assert set(states(db).values()) == {"pending"}
+    assert table_count(db, cpanstats) == 0  # the half-done transaction left nothing
+    assert stranded not in queue.get_job_ids()  # RQ alone would wait for the job's timeout
+
+    # The sweeper sees the dead worker's job (its heartbeat is older than the limit) and
+    # queues it again; the reports whose jobs are still queued are left alone.
+    monkeypatch.setattr(sweeper, "STALE_HEARTBEAT_SECONDS", 1)
+    time.sleep(1.5)
+    assert sweeper.sweep(db, redis, grace_seconds=0) == 1
+    assert stranded in queue.get_job_ids()
+    assert sweeper.sweep(db, redis, grace_seconds=0) == 0  # now live: not queued twice
+
+    replacement = start_worker(backend, "--burst")
+    assert replacement.wait(timeout=120) == 0
+
+    assert FailedJobRegistry(queue=queue).count == 0
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 3
+    assert table_count(db, release_data) == 3
+    assert summary(db) == {(*RELEASE, 1, 1, 1, 1): (1, 2, 0, 0)}
+    assert summary(db) == recount(db)
+
+    # A late duplicate of the stranded job changes nothing.
+    enqueue_report(redis, stranded.removeprefix(job_id("")))
+    run_jobs(redis)
+    assert table_count(db, cpanstats) == 3
+    assert summary(db) == {(*RELEASE, 1, 1, 1, 1): (1, 2, 0, 0)}
+
+
+def waiting_for_state(engine: sa.Engine) -> bool:
+    """Whether a session of this database is in the job's last statement (its state)."""
+    query = sa.text(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        " WHERE db = DATABASE() AND info LIKE 'UPDATE test_report SET state=%'"
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one() > 0
+
+
+def test_a_real_innodb_deadlock_reruns_the_job_transaction(backend, db, monkeypatch):
+    if db.dialect.name != "mysql":
+        pytest.skip("InnoDB deadlocks are MariaDB's")
+    guid = store(db, grade="fail")
+    add_release(db)
+
+    attempts: list[str] = []
+    real = jobs.process_reports
+
+    def spy(conn, guids):  # records each attempt of the transaction and how it ended
+        try:
+            result = real(conn, guids)
+        except sa.exc.OperationalError as exc:
+            attempts.append(f"error {exc.orig.args[0]}")
+            raise
+        attempts.append("ok")
+        return result
+
+    monkeypatch.setattr(jobs, "process_reports", spy)
+
+    blocks = table_count(db, report_block)
+    blocker = db.connect()
+    transaction = blocker.begin()
+    # Make the blocker the heavier transaction, so that InnoDB picks the job as the victim.
+    blocker.execute(report_block.insert(), [{"digest": os.urandom(32), "body": b"x"} for _ in range(2000)])
+    # The job will want this row last (its state), after it has written its cpanstats row.
+    blocker.execute(sa.select(test_report.c.id).where(test_report.c.guid == guid).with_for_update())
+
+    done = threading.Event()
+
+    def job():
+        try:
+            return jobs.run_transaction(jobs.engine(), [guid])
+        finally:
+            done.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(job)
+        try:
+            deadline = time.monotonic() + 30
+            while not waiting_for_state(db):  # the job waits for the test_report row
+                assert not done.is_set(), f"the job did not wait: {attempts}"
+                assert time.monotonic() < deadline, "the job never waited for the blocker's lock"
+                time.sleep(0.05)
+            time.sleep(0.2)
+            # The opposite order: the blocker now wants the job's cpanstats row. Deadlock.
+            blocker.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == guid).with_for_update())
+            assert attempts and attempts[0] == "error 1213"
+        finally:
+            transaction.rollback()
+            blocker.close()
+        outcomes = future.result(timeout=60)
+
+    assert outcomes == {guid: processing.Outcome.DONE}
+    assert attempts[0] == "error 1213" and attempts[-1] == "ok"
+    assert states(db) == {guid: "done"}
+    assert table_count(db, cpanstats) == 1
+    assert table_count(db, release_data) == 1
+    assert table_count(db, report_block) == blocks  # the blocker's rows were rolled back
+    assert table_count(db, release_summary) == 1
+    assert summary(db) == {(*RELEASE, 1, 1, 1, 1): (0, 1, 0, 0)}
