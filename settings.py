@@ -57,6 +57,10 @@ class Settings:
     VIEWER_NOT_FOUND_MAX_AGE: int = setting(
         30, "Seconds a report-not-found answer may be cached (the report may arrive any moment)."
     )
+    VIEWER_PAGE_CACHE: int = setting(
+        2048,
+        "Rendered report answers each viewer process keeps (LRU, ~25 KB each; revalidated on every view); 0 disables.",
+    )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")
     ADMIN_PASSWORD_HASH: str = setting(

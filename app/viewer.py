@@ -8,8 +8,11 @@ is viewable the moment its submission was acknowledged. Three forms: the HTML pa
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,8 +27,8 @@ from schemas.metabase import DISTFILE_PREFIX, is_guid
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalise_url
 from storage.legacy import legacy_fallback, legacy_guid_of_id
-from storage.reports import load_report
-from storage.tables import cpanstats, metabase_user, uploads
+from storage.reports import read_document
+from storage.tables import cpanstats, metabase_user, test_report, uploads
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +73,46 @@ OS_NAMES = {
 viewer = Blueprint("viewer", __name__)
 
 
+class PageCache:
+    """A small bounded per-process LRU of rendered answers, keyed by (GUID, form) and
+    validated by a stamp of everything the answer is made from (the report's stored
+    bytes, its index columns, the uploads author/filename and the tester's profile), read
+    by the same single query that a page view makes anyway: a changed report, upload or
+    profile gives a new stamp, so the stale entry is never served and the ETag stays the
+    hash of what is shown. Saves decoding the document, rendering, hashing and gzip."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[tuple, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, stamp: tuple | None) -> viewer_http.Rendered | None:
+        if stamp is None or self.size <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != stamp:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple, stamp: tuple | None, rendered: viewer_http.Rendered) -> None:
+        if stamp is None or self.size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (stamp, rendered)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 @dataclass
 class ViewerServices:
     """What the read side needs per process: settings and a database engine (read only)."""
 
     settings: settings_module.Settings
     engine: sa.Engine
+    pages: PageCache
 
 
 def read_services() -> ViewerServices:
@@ -95,6 +132,10 @@ class Found:
     upload_filename: str | None
     tester_name: str | None  # from metabase_user, the profile's current name
     tester_email: str | None
+    stamp: tuple | None = None
+    """Everything the answers are made from, for :class:`PageCache`; None: not cacheable
+    (a report read from the legacy cache). While set, ``row["report"]`` is still the
+    stored form: :func:`decode` turns it into the document."""
 
 
 GUID_OF_NUMERIC_ID = sa.select(cpanstats.c.guid).where(cpanstats.c.id == sa.bindparam("id"))
@@ -106,6 +147,30 @@ UPLOAD_OF_RELEASE = (
 PROFILE_OF_CREATOR = sa.select(metabase_user.c.fullname, metabase_user.c.email).where(
     metabase_user.c.resource == sa.bindparam("resource")
 )
+REPORT_WITH_DETAILS = (
+    sa.select(
+        test_report.c.guid,
+        test_report.c.dist,
+        test_report.c.version,
+        test_report.c.grade,
+        test_report.c.creator,
+        test_report.c.distfile,
+        test_report.c.report,
+        test_report.c.report_z,
+        uploads.c.author,
+        uploads.c.filename,
+        metabase_user.c.fullname,
+        metabase_user.c.email,
+    )
+    .select_from(
+        test_report.outerjoin(
+            uploads, sa.and_(uploads.c.dist == test_report.c.dist, uploads.c.version == test_report.c.version)
+        ).outerjoin(metabase_user, metabase_user.c.resource == test_report.c.creator)
+    )
+    .where(test_report.c.guid == sa.bindparam("guid"))
+)
+"""A stored report with its author (uploads: unique on dist, version) and its tester's
+profile (unique resource) in one round trip, by primary/unique keys only."""
 """Built once: a page view only binds values (the compiled forms are cached by SQLAlchemy)."""
 
 
@@ -129,9 +194,19 @@ def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) 
         guid = ident
     else:
         return None
-    row = load_report(conn, guid)
-    if row is None:
-        row = legacy_fallback(legacy_url, guid)
+    stored = conn.execute(REPORT_WITH_DETAILS, {"guid": guid.lower()}).first()
+    if stored is not None:
+        body = stored.report_z if stored.report_z is not None else stored.report
+        digest = hashlib.blake2b(body if isinstance(body, bytes) else body.encode("utf-8"), digest_size=16)
+        return Found(
+            row=dict(stored._mapping),
+            author=stored.author or None,
+            upload_filename=stored.filename or None,
+            tester_name=stored.fullname,
+            tester_email=stored.email,
+            stamp=(digest.digest(), *(v for k, v in stored._mapping.items() if k not in ("report", "report_z"))),
+        )
+    row = legacy_fallback(legacy_url, guid)
     if row is None:
         return None
     upload = conn.execute(UPLOAD_OF_RELEASE, {"dist": row["dist"], "version": row["version"]}).first()
@@ -145,6 +220,13 @@ def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) 
         tester_name=tester.fullname if tester else None,
         tester_email=tester.email if tester else None,
     )
+
+
+def decode(conn: sa.Connection, found: Found) -> Found:
+    """``found`` with ``row["report"]`` the v3 document (a no-op for legacy reports)."""
+    if found.stamp is not None and not isinstance(found.row["report"], dict):
+        found.row["report"] = read_document(conn, found.row)
+    return found
 
 
 def distfile_of(found: Found) -> str:
@@ -205,17 +287,35 @@ def legacy_json(found: Found) -> dict:
     return {"success": "1", "result": struct}
 
 
-def _lookup(ident: str) -> Found | None:
-    try:
-        services = read_services()
-        with services.engine.connect() as conn:
-            return find_report(conn, ident, services.settings.LEGACY_DATABASE_URL)
-    except DATABASE_UNAVAILABLE as exc:
-        raise Unavailable("database unavailable") from exc
-
-
 def _flag(name: str) -> bool:
     return request.args.get(name, "") not in ("", "0")
+
+
+FORMS = {"json": "application/json", "raw": "text/html; charset=utf-8", "html": "text/html; charset=utf-8"}
+
+
+def _render(found: Found, form: str) -> str:
+    if form == "json":
+        return json.dumps(legacy_json(found), ensure_ascii=False)
+    return render_template("viewer/report.html", raw=form == "raw", **page_context(found))
+
+
+def _answer(ident: str, form: str) -> viewer_http.Rendered | None:
+    """The rendered answer (from the page cache when still valid), or None: not found."""
+    services = read_services()
+    try:
+        with services.engine.connect() as conn:
+            found = find_report(conn, ident, services.settings.LEGACY_DATABASE_URL)
+            if found is None:
+                return None
+            key = (found.row["guid"], form)
+            rendered = services.pages.get(key, found.stamp)
+            if rendered is None:
+                rendered = viewer_http.Rendered(_render(decode(conn, found), form))
+                services.pages.put(key, found.stamp, rendered)
+            return rendered
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
 
 
 @viewer.get("/cpan/report/<ident>")
@@ -223,9 +323,10 @@ def _flag(name: str) -> bool:
 def view_report(ident: str):
     """The report page, its raw form or the legacy JSON; see the module docstring."""
     config = read_services().settings
-    found = _lookup(ident.strip())
     as_json, raw = _flag("json"), _flag("raw")
-    if found is None:
+    form = "json" if as_json else "raw" if raw else "html"
+    rendered = _answer(ident.strip(), form)
+    if rendered is None:
         logger.info("viewer guid=%s outcome=not-found", ident[:64])
         max_age = config.VIEWER_NOT_FOUND_MAX_AGE
         if as_json:
@@ -233,11 +334,7 @@ def view_report(ident: str):
             return viewer_http.cached_response(json.dumps({"success": 0}), "application/json", max_age)
         body = render_template("viewer/not_found.html", raw=raw)
         return viewer_http.cached_response(body, "text/html; charset=utf-8", max_age, status=404)
-    if as_json:
-        body = json.dumps(legacy_json(found), ensure_ascii=False)
-        return viewer_http.cached_response(body, "application/json", config.VIEWER_MAX_AGE)
-    body = render_template("viewer/report.html", raw=raw, **page_context(found))
-    return viewer_http.cached_response(body, "text/html; charset=utf-8", config.VIEWER_MAX_AGE)
+    return viewer_http.rendered_response(rendered, FORMS[form], config.VIEWER_MAX_AGE)
 
 
 def read_engine(url: str, connect_timeout: int) -> sa.Engine:
@@ -266,7 +363,7 @@ def read_engine(url: str, connect_timeout: int) -> sa.Engine:
 
 def init_app(app: Flask, config: settings_module.Settings) -> ViewerServices:
     engine = read_engine(config.DATABASE_URL, config.DB_CONNECT_TIMEOUT)
-    services = ViewerServices(config, engine)
+    services = ViewerServices(config, engine, PageCache(config.VIEWER_PAGE_CACHE))
     app.extensions[EXTENSION_KEY] = services
     app.register_blueprint(viewer)
     viewer_http.init_app(app)

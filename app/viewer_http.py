@@ -36,6 +36,23 @@ def _cache_control(max_age: int) -> str:
     return f"public, max-age={max_age}"
 
 
+class Rendered:
+    """An answer's exact bytes with their strong ETag, and (made once, on the first
+    request that accepts it) their gzip representation: what the viewer's page cache keeps."""
+
+    __slots__ = ("data", "tag", "_gz")
+
+    def __init__(self, body: str | bytes):
+        self.data = body.encode("utf-8") if isinstance(body, str) else body
+        self.tag = hashlib.sha256(self.data).hexdigest()[:32]
+        self._gz: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gz is None:  # a race only compresses twice: both results are identical
+            self._gz = gzip.compress(self.data, compresslevel=GZIP_LEVEL, mtime=0)
+        return self._gz
+
+
 def cached_response(body: str | bytes, mimetype: str, max_age: int, status: int = 200) -> Response:
     """A complete answer with a strong ETag over its exact bytes, gzipped when large.
 
@@ -44,9 +61,13 @@ def cached_response(body: str | bytes, mimetype: str, max_age: int, status: int 
     gets its own tag, as strong ETags must differ between encodings. A matching
     ``If-None-Match`` gets a ``304`` with no body.
     """
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    tag = hashlib.sha256(data).hexdigest()[:32]
-    compress = len(data) >= COMPRESS_MIN_BYTES and accepts_gzip()
+    return rendered_response(Rendered(body), mimetype, max_age, status)
+
+
+def rendered_response(rendered: Rendered, mimetype: str, max_age: int, status: int = 200) -> Response:
+    """:func:`cached_response` of an already :class:`Rendered` body."""
+    tag = rendered.tag
+    compress = len(rendered.data) >= COMPRESS_MIN_BYTES and accepts_gzip()
     if compress:
         tag += "-gz"
     headers = {"Cache-Control": _cache_control(max_age), "Vary": "Accept-Encoding"}
@@ -54,8 +75,9 @@ def cached_response(body: str | bytes, mimetype: str, max_age: int, status: int 
         response = Response(status=304, headers=headers)
         response.set_etag(tag)
         return response
+    data = rendered.data
     if compress:
-        data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        data = rendered.gzipped()
         headers["Content-Encoding"] = "gzip"
     response = Response(data, status=status, headers=headers)
     response.headers["Content-Type"] = mimetype

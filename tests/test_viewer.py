@@ -227,3 +227,77 @@ def test_the_real_clients_report_is_viewable_at_once_in_all_three_forms(app, cli
     assert data["success"] == "1"
     assert data["result"]["metadata"]["core"]["guid"] == guid
     assert data["result"]["metadata"]["core"]["resource"].startswith("cpan:///distfile/")
+
+
+def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester_change(viewer_app, viewer):
+    import sqlalchemy as sa
+
+    from storage.tables import metabase_user, test_report, uploads
+
+    engine = engine_of(viewer_app)
+    add_user(engine, SAMPLE_CREATOR, "Doug Bell", "doug@example.com")
+    add_upload(engine, "Yancy", "1.004", "PREACTION")
+    guid = store_document(engine, sample_document())
+    forms = ("", "?raw=1", "?json=1")
+
+    def answers():
+        return {form: viewer.get(f"/cpan/report/{guid}{form}") for form in forms}
+
+    first = answers()
+    again = answers()  # served from the page cache: the same bytes and tags
+    for form in forms:
+        assert again[form].data == first[form].data and again[form].headers["ETag"] == first[form].headers["ETag"]
+    assert len(viewer_app.extensions["cpantesters_viewer"].pages._entries) == 3
+
+    with engine.begin() as conn:  # the author (uploads) changes
+        conn.execute(uploads.update().where(uploads.c.dist == "Yancy").values(author="NEWAUTHOR"))
+    by_author = answers()
+    assert "NEWAUTHOR" in by_author[""].text and "NEWAUTHOR" in by_author["?json=1"].text
+    for form in ("", "?json=1"):  # the raw form does not show the author
+        assert by_author[form].headers["ETag"] != first[form].headers["ETag"]
+
+    with engine.begin() as conn:  # the tester renames their profile
+        conn.execute(metabase_user.update().values(fullname="Douglas Bell"))
+    by_tester = answers()
+    assert "Douglas Bell" in by_tester[""].text
+    assert by_tester[""].headers["ETag"] != by_author[""].headers["ETag"]
+
+    # the stored report itself changes (same row, same columns, other stored bytes)
+    other = sample_document()
+    other["id"] = "00000000-0000-0000-0000-0000000000ff"
+    other["result"]["output"]["uncategorized"] = "A different report text"
+    store_document(engine, other)
+    with engine.begin() as conn:
+        source = test_report.c.guid == other["id"]
+        stored = conn.execute(sa.select(test_report.c.report, test_report.c.report_z).where(source)).one()
+        conn.execute(test_report.delete().where(source))
+        conn.execute(
+            test_report.update()
+            .where(test_report.c.guid == guid)
+            .values(report=stored.report, report_z=stored.report_z)
+        )
+    by_report = answers()
+    assert "A different report text" in by_report[""].text and "A different report text" in by_report["?raw=1"].text
+    for form in forms:
+        assert by_report[form].headers["ETag"] != by_tester[form].headers["ETag"]
+
+    # an unchanged answer revalidates against the cached tag
+    etag = by_report[""].headers["ETag"]
+    assert viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_page_cache_is_bounded(config, writer):
+    import dataclasses
+
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_PAGE_CACHE=2))
+    client = application.test_client()
+    guids = []
+    for n in range(4):
+        doc = sample_document()
+        doc["id"] = f"00000000-0000-0000-0000-00000000000{n + 2}"
+        guids.append(store_document(writer, doc))
+    for guid in guids:
+        assert client.get(f"/cpan/report/{guid}").status_code == 200
+    pages = application.extensions["cpantesters_viewer"].pages
+    assert [key[0] for key in pages._entries] == guids[-2:]
+    application.extensions["cpantesters_viewer"].engine.dispose()
