@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from schemas import processing as rules
 from storage.engine import create_engine, normalise_url
-from storage.reports import load_report
+from storage.reports import read_document
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from storage.upserts import insert_missing, upsert
 
@@ -143,10 +143,23 @@ class Batch:
 
     # -- the reports ---------------------------------------------------------------------
 
+    def load(self, guids: list[str]) -> dict[str, dict]:
+        """The stored rows of ``guids`` in one query: the columns processing reads, and
+        the document through :func:`storage.reports.read_document` (packed or plain)."""
+        t = test_report.c
+        query = sa.select(t.guid, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report).where(
+            t.guid.in_(guids)
+        )
+        rows = {}
+        for row in self.conn.execute(query).mappings():
+            rows[row["guid"].lower()] = {**row, "report": read_document(self.conn, row)}
+        return rows
+
     def process(self, guids: list[str]) -> None:
         counted = []
+        loaded = self.load(guids)
         for guid in guids:
-            row = load_report(self.conn, guid)
+            row = loaded.get(guid)
             if row is None:
                 self.outcomes[guid] = Outcome.MISSING
             elif not rules.is_counted(row["language"]):
@@ -165,7 +178,7 @@ class Batch:
         for row in rows:
             upload = releases[(row["dist"], row["version"])]
             values.append((rules.cpanstats_values(row, upload.uploadid), upload.type))
-        stats_ids = self.upsert_stats([v for v, _ in values])
+        stats_ids, had = self.upsert_stats([v for v, _ in values])
         wanted = {}
         for stats, upload_type in values:
             flags = rules.release_flags(stats["version"], stats["perl"], upload_type)
@@ -182,7 +195,6 @@ class Batch:
                 **rules.grade_counts(stats["state"]),
                 "uploadid": stats["uploadid"],
             }
-        had = self.release_rows(sorted(wanted))
         new = [wanted[i] for i in sorted(wanted) if i not in had]
         if new:
             self.conn.execute(release_data.insert(), new)
@@ -198,8 +210,10 @@ class Batch:
             if had.get(stats_id) != row:
                 self.add_delta(row, +1)
 
-    def upsert_stats(self, values: list[dict]) -> dict[str, int]:
-        """Upsert the ``cpanstats`` rows on their GUIDs; their ids (the same id on re-runs)."""
+    def upsert_stats(self, values: list[dict]) -> tuple[dict[str, int], dict[int, dict]]:
+        """Upsert the ``cpanstats`` rows on their GUIDs. Returns their ids (the same id on
+        re-runs) and the ``release_data`` rows they already have, read in one query (the
+        upsert holds the ``cpanstats`` row locks, so the read is of committed rows)."""
         upsert(
             self.conn,
             cpanstats,
@@ -208,8 +222,18 @@ class Batch:
             lambda new: [(name, new[name]) for name in values[0] if name != "guid"],
         )
         guids = [v["guid"] for v in values]
-        query = sa.select(cpanstats.c.guid, cpanstats.c.id).where(cpanstats.c.guid.in_(guids))
-        return dict(self.conn.execute(query).all())
+        data = [column.label(f"rd_{column.name}") for column in release_data.c]
+        query = (
+            sa.select(cpanstats.c.guid, cpanstats.c.id, *data)
+            .select_from(cpanstats.outerjoin(release_data, release_data.c.id == cpanstats.c.id))
+            .where(cpanstats.c.guid.in_(guids))
+        )
+        ids, had = {}, {}
+        for row in self.conn.execute(query).mappings():
+            ids[row["guid"]] = row["id"]
+            if row["rd_id"] is not None:
+                had[row["rd_id"]] = {column.name: row[f"rd_{column.name}"] for column in release_data.c}
+        return ids, had
 
     def release_rows(self, stats_ids: list[int]) -> dict[int, dict]:
         query = sa.select(release_data).where(release_data.c.id.in_(stats_ids))
