@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 COUNTS = ("pass", "fail", "na", "unknown")
 SUMMARY_KEY = ("dist", "version", "oncpan", "distmat", "perlmat", "patched")
+DONE_STATES = ("done", "skipped")
 
 
 class Outcome(enum.Enum):
@@ -87,8 +88,10 @@ class Batch:
     for the whole batch: documents, perls, uploads, cpanstats, release_data, then the
     summary deltas in key order (a fixed lock order) and the states."""
 
-    def __init__(self, conn: sa.Connection):
+    def __init__(self, conn: sa.Connection, skip_done: bool = False):
         self.conn = conn
+        self.skip_done = skip_done
+        self.unchanged: set[str] = set()
         self.deltas: dict[tuple, dict] = {}
         self.outcomes: dict[str, Outcome] = {}
 
@@ -147,11 +150,13 @@ class Batch:
         """The stored rows of ``guids`` in one query: the columns processing reads, and
         the document through :func:`storage.reports.read_document` (packed or plain)."""
         t = test_report.c
-        query = sa.select(t.guid, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report).where(
-            t.guid.in_(guids)
-        )
+        columns = (t.guid, t.state, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report)
+        query = sa.select(*columns).where(t.guid.in_(guids))
         rows = {}
         for row in self.conn.execute(query).mappings():
+            if self.skip_done and row["state"] in DONE_STATES:  # left as it is: no document needed
+                rows[row["guid"].lower()] = dict(row)
+                continue
             rows[row["guid"].lower()] = {**row, "report": read_document(self.conn, row)}
         return rows
 
@@ -162,6 +167,9 @@ class Batch:
             row = loaded.get(guid)
             if row is None:
                 self.outcomes[guid] = Outcome.MISSING
+            elif self.skip_done and row["state"] in DONE_STATES:
+                self.outcomes[guid] = Outcome(row["state"])
+                self.unchanged.add(guid)
             elif not rules.is_counted(row["language"]):
                 self.uncount(row["guid"])
                 self.outcomes[guid] = Outcome.SKIPPED
@@ -285,7 +293,7 @@ class Batch:
     def finish(self, now: datetime) -> None:
         self.apply_deltas()
         for outcome in (Outcome.DONE, Outcome.SKIPPED):
-            guids = sorted(g for g, o in self.outcomes.items() if o is outcome)
+            guids = sorted(g for g, o in self.outcomes.items() if o is outcome and g not in self.unchanged)
             if guids:
                 self.conn.execute(
                     test_report.update()
@@ -339,6 +347,18 @@ def process_reports(conn: sa.Connection, guids: Iterable[str], now: datetime | N
     batch.process(sorted({g.lower() for g in guids}))
     batch.finish(now or utcnow())
     return batch.outcomes
+
+
+def process_pending(
+    conn: sa.Connection, guids: Iterable[str], now: datetime | None = None
+) -> tuple[dict[str, Outcome], set[str]]:
+    """Like :func:`process_reports`, but a report already done (or skipped) is left as it
+    is (the report job's rule: its state is read in the same query as the others' rows).
+    Returns the outcomes (a left report's is its state) and the GUIDs left unchanged."""
+    batch = Batch(conn, skip_done=True)
+    batch.process(sorted({g.lower() for g in guids}))
+    batch.finish(now or utcnow())
+    return batch.outcomes, batch.unchanged
 
 
 def mark_failed(conn: sa.Connection, guid: str, now: datetime | None = None) -> None:

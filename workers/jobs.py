@@ -20,14 +20,15 @@ from rq import get_current_job
 import settings
 from monitoring import counters
 from storage.processing import (
+    DONE_STATES,
     Outcome,
     deadlock_retry,
     mark_failed,
     outcome_counts,
+    process_pending,
     process_reports,
     processing_engine,
 )
-from storage.tables import test_report
 from workers.queue import job_id, report_queue
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ def run_transaction(db: sa.Engine, guids: list[str]) -> dict[str, Outcome]:
         return process_reports(conn, guids)
 
 
+@deadlock_retry
+def run_job_transaction(db: sa.Engine, guids: list[str]) -> tuple[dict[str, Outcome], set[str]]:
+    """The report job's transaction: reports already done are left alone (see
+    :func:`storage.processing.process_pending`); retried from the start on a deadlock."""
+    with db.begin() as conn:
+        return process_pending(conn, guids)
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
@@ -68,8 +77,8 @@ def _last_attempt() -> bool:
     return job is None or not job.retries_left
 
 
-def _record(outcomes: dict[str, Outcome]) -> None:
-    processed = sum(1 for o in outcomes.values() if o is not Outcome.MISSING)
+def _record(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset()) -> None:
+    processed = sum(1 for g, o in outcomes.items() if o is not Outcome.MISSING and g not in unchanged)
     job = get_current_job()
     if job is not None and processed:
         counters.record(job.connection, counters.PROCESSED, processed)
@@ -78,13 +87,6 @@ def _record(outcomes: dict[str, Outcome]) -> None:
 COALESCE_LIMIT = 50
 """With a backlog, a report job also takes up to this many reports queued behind it into
 its transaction; their own jobs then find them done and return at once."""
-
-DONE_STATES = ("done", "skipped")
-
-
-def _state(db: sa.Engine, guid: str) -> str | None:
-    with db.connect() as conn:
-        return conn.execute(sa.select(test_report.c.state).where(test_report.c.guid == guid.lower())).scalar()
 
 
 TAKEN_TTL = 120
@@ -147,22 +149,21 @@ def process_report(guid: str) -> str:
         logger.debug("taken along, already %s guid=%s", taken, guid)
         return taken
     db = engine()
-    state = _state(db, guid)
-    if state in DONE_STATES:
-        logger.debug("already %s guid=%s", state, guid)
-        return state
-    outcomes = None
-    others = [g for g in _queued_behind() if g != guid.lower()] if state is not None else []
+    own = guid.lower()
+    result = None
+    # The state is read in the transaction's first query, with the rows of the reports
+    # queued behind (none when the workers keep up): no separate look-up.
+    others = [g for g in _queued_behind() if g != own]
     if others:
         try:
-            outcomes = run_transaction(db, [guid, *others])
+            result = run_job_transaction(db, [guid, *others])
         except Exception as exc:  # one of the others may be bad: do just this one
             logger.info("coalesced transaction failed (%s); processing guid=%s alone", _reason(exc), guid)
         else:
-            _mark_taken(outcomes, guid.lower())
+            _mark_taken(result[0], own)
     try:
-        if outcomes is None:
-            outcomes = run_transaction(db, [guid])
+        if result is None:
+            result = run_job_transaction(db, [guid])
     except Exception as exc:
         last = _last_attempt()
         logger.error("processing failed guid=%s last_attempt=%s reason=%s", guid, last, _reason(exc))
@@ -170,12 +171,15 @@ def process_report(guid: str) -> str:
             with db.begin() as conn:
                 mark_failed(conn, guid)
         raise
-    outcome = outcomes[guid.lower()]
+    outcomes, unchanged = result
+    if own in unchanged:
+        logger.debug("already %s guid=%s", outcomes[own].value, guid)
+    outcome = outcomes[own]
     if outcome is Outcome.MISSING:
         logger.warning("no stored report guid=%s: nothing to do", guid)
-    else:
+    elif own not in unchanged:
         logger.info("processed guid=%s outcome=%s with=%d others", guid, outcome.value, len(outcomes) - 1)
-    _record(outcomes)
+    _record(outcomes, unchanged)
     return outcome.value
 
 
