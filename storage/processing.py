@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -83,6 +84,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+_SEEN_PERLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per engine, perl versions whose ``perl_version`` row was read committed. Rows are
+never deleted while workers run; disposing of the engine forgets them."""
+
+SEEN_PERLS_LIMIT = 10_000
+
+
+def _seen_perls(engine: sa.Engine) -> set[str]:
+    seen = _SEEN_PERLS.get(engine)
+    if seen is None:
+        seen = _SEEN_PERLS[engine] = set()
+        sa.event.listen(engine, "engine_disposed", lambda _engine: seen.clear())
+    if len(seen) > SEEN_PERLS_LIMIT:
+        seen.clear()
+    return seen
+
+
 class Batch:
     """The work of one transaction over one or many reports, in a few statements each
     for the whole batch: documents, perls, uploads, cpanstats, release_data, then the
@@ -98,12 +116,18 @@ class Batch:
     # -- perl_version and uploads ------------------------------------------------------
 
     def ensure_perls(self, versions: set[str]) -> None:
-        """Create the ``perl_version`` rows of perls never seen before."""
+        """Create the ``perl_version`` rows of perls never seen before (perls this
+        process has seen committed are not looked up again)."""
+        seen = _seen_perls(self.conn.engine)
+        versions = versions - seen
+        if not versions:
+            return
         known = set(
             self.conn.execute(sa.select(perl_version.c.version).where(perl_version.c.version.in_(sorted(versions))))
             .scalars()
             .all()
         )
+        seen.update(known)  # read committed rows: they are never deleted
         missing = []
         for version in sorted(versions - known):
             row = rules.perl_version(version)
