@@ -8,7 +8,10 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8001')}"
-workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count() * 2))
+# One process per core: a page view is ~1 ms of Python CPU (mostly gunicorn/Flask and
+# pymysql; the page itself comes from the per-process page cache), so more processes than
+# cores add no throughput, only cold page caches and memory (bench/RESULTS.md).
+workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count()))
 # Threads: page views are short database reads; keep-alive clients need not pin a process.
 worker_class = os.environ.get("VIEWER_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("VIEWER_THREADS", "4"))

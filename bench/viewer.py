@@ -322,7 +322,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections on report pages")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
-    parser.add_argument("--viewer-threads", type=int, default=8)
+    parser.add_argument("--viewer-threads", type=int, default=4)
     args = parser.parse_args()
 
     name = f"cpt_bench_viewer_{uuid.uuid4().hex[:6]}"
