@@ -9,6 +9,7 @@ Text columns of the legacy Latin-1 tables hold UTF-8 bytes: they are read as byt
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -128,17 +129,33 @@ def _fallback_engine(url: str) -> sa.Engine:
     return create_engine(url, connect_timeout=2, pool_size=2, max_overflow=2)
 
 
+FALLBACK_RETRY_SECONDS = 30.0
+"""After the legacy database failed to answer, the fallback is skipped this long: a
+firewalled host would otherwise hold a reader thread for the connect timeout on every
+not-found view, taking threads from the views of migrated reports."""
+_down_until: dict[str, float] = {}
+
+
+def _legacy_down(url: str) -> bool:
+    return _down_until.get(url, 0.0) > time.monotonic()
+
+
+def _mark_down(url: str) -> None:
+    _down_until[url] = time.monotonic() + FALLBACK_RETRY_SECONDS
+
+
 def legacy_guid_of_id(url: str | None, report_id: int) -> str | None:
     """The GUID of a legacy ``cpanstats`` id (the viewer's numeric URLs) while the
     cpanstats rows are not copied yet; None when no URL is configured, the id is unknown
     or the legacy database does not answer (logged)."""
-    if not url:
+    if not url or _legacy_down(url):
         return None
     stats = sa.table("cpanstats", sa.column("id"), sa.column("guid"))
     try:
         with _fallback_engine(url).connect() as conn:
             guid = conn.execute(sa.select(stats.c.guid).where(stats.c.id == report_id)).scalar()
     except sa.exc.SQLAlchemyError as exc:
+        _mark_down(url)
         logger.warning("legacy fallback unavailable id=%s error=%s", report_id, exc.__class__.__name__)
         return None
     return guid.lower() if isinstance(guid, str) else None
@@ -147,13 +164,15 @@ def legacy_guid_of_id(url: str | None, report_id: int) -> str | None:
 def legacy_fallback(url: str | None, guid: str) -> dict | None:
     """The v3 ``test_report`` row (``report`` = document) of a GUID not migrated yet, from
     the legacy cache at ``url``; None when no URL is configured, the row is unknown or the
-    legacy database does not answer (logged)."""
-    if not url:
+    legacy database does not answer (logged; then not asked again for
+    :data:`FALLBACK_RETRY_SECONDS`)."""
+    if not url or _legacy_down(url):
         return None
     try:
         with _fallback_engine(url).connect() as conn:
             converted = fetch_legacy_report(conn, guid)
     except sa.exc.SQLAlchemyError as exc:
+        _mark_down(url)
         logger.warning("legacy fallback unavailable guid=%s error=%s", guid, exc.__class__.__name__)
         return None
     return None if converted is None else converted.row

@@ -6,6 +6,7 @@ breaks migrated reports."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy
 
 import settings
 from app import create_viewer_app
@@ -121,3 +122,27 @@ def test_an_unreachable_legacy_database_never_breaks_migrated_reports(make_viewe
     assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404
     assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}?json=1").get_json() == {"success": 0}
     assert viewer.get("/report/123456?json=1").get_json() == {"success": 0}
+
+
+def test_an_unreachable_legacy_database_is_not_asked_again_for_a_while(make_viewer, backend, monkeypatch):
+    from storage import legacy
+
+    monkeypatch.setattr(legacy, "_down_until", {})
+    viewer = make_viewer(UNREACHABLE_URL)
+    assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404  # asked once: it failed
+    assert legacy._legacy_down(UNREACHABLE_URL)
+
+    asked = []
+
+    def refusing(url):
+        asked.append(url)
+        raise sqlalchemy.exc.OperationalError("connect", {}, ConnectionRefusedError())
+
+    monkeypatch.setattr(legacy, "_fallback_engine", refusing)
+    for path in (f"/cpan/report/{UNKNOWN_GUID}", "/report/123456"):  # no connect timeout to wait for
+        assert viewer.get(path).status_code == 404
+        assert viewer.get(path + "?json=1").get_json() == {"success": 0}
+    assert asked == []
+    monkeypatch.setattr(legacy, "_down_until", {UNREACHABLE_URL: 0.0})  # the retry window is over
+    assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404
+    assert asked == [UNREACHABLE_URL]
