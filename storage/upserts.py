@@ -30,7 +30,7 @@ def upsert(
     """Insert ``values``; on a conflict on the unique ``key`` apply ``assignments``
     (or leave the existing row alone when there are none)."""
     if conn.dialect.name == "mysql":
-        stmt = mysql.insert(table).values(values)
+        stmt = mysql.insert(table)
         if assignments is None:
             # A no-op update that keeps the row (INSERT IGNORE would also swallow other errors).
             first = key[0]
@@ -38,14 +38,17 @@ def upsert(
         else:
             stmt = stmt.on_duplicate_key_update(assignments(stmt.inserted))
     elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(table).values(values)
+        stmt = sqlite.insert(table)
         if assignments is None:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
         else:
             stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
     else:  # pragma: no cover - only the two dialects above are supported
         raise NotImplementedError(conn.dialect.name)
-    conn.execute(stmt)
+    # The rows as parameters, not in the statement: its compiled form is then cached
+    # (a statement with its VALUES inline is compiled again for every call); pymysql
+    # sends an executemany of an INSERT as one multi-row statement.
+    conn.execute(stmt, values if isinstance(values, dict) else list(values))
 
 
 def insert_missing(conn: sa.Connection, table: sa.Table, values: dict | Sequence[dict], key: Sequence[str]) -> None:
