@@ -4,11 +4,14 @@ sent, and outages of MariaDB and Redis under load."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pymysql
 import pytest
 import requests
 import sqlalchemy as sa
@@ -151,3 +154,64 @@ def test_procfile_release_web_and_sweeper_use_only_the_documented_variables():
     assert {"release", "web", "worker", "sweeper"} <= set(entries)
     assert "$PORT" in entries["web"] or "gunicorn.conf.py" in entries["web"]
     assert settings.Settings().DATABASE_URL and settings.Settings().REDIS_URL
+
+
+RESTART_ALLOWED = os.environ.get("CPT_ALLOW_SERVICE_RESTART", "") not in ("", "0")
+
+
+def _mariadb_answers() -> bool:
+    try:
+        pymysql.connect(host=backends.MARIADB_HOST, port=backends.MARIADB_PORT, user=backends.MARIADB_USER).close()
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+def _stop_mariadb() -> None:
+    subprocess.run(["mariadb-admin", "-uroot", "shutdown"], check=True, timeout=60)
+
+
+def _start_mariadb() -> None:
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"], check=True
+    )
+    deadline = time.monotonic() + 60
+    while not _mariadb_answers():
+        if time.monotonic() > deadline:
+            raise TimeoutError("MariaDB did not come back")
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(
+    not RESTART_ALLOWED, reason="stops the real MariaDB server: set CPT_ALLOW_SERVICE_RESTART=1 (CI does)"
+)
+def test_stopping_the_real_mariadb_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
+    mariadb.reset()
+    engine = mariadb.engine()
+    register_profile(engine)
+    spool_dir = tmp_path / "spool"
+    recorded = captures.load("01-ok")[0]
+    try:
+        with processes.gunicorn(
+            DATABASE_URL=mariadb.database_url,
+            REDIS_URL=mariadb.redis_url,
+            SPOOL_DIR=spool_dir,
+            DB_CONNECT_TIMEOUT=1,
+            log_path=tmp_path / "web.log",
+        ) as web_port:
+            threading.Timer(1.5, _stop_mariadb).start()
+            results = _load(web_port, recorded, seconds=6)
+    finally:
+        if not _mariadb_answers():
+            _start_mariadb()
+    acknowledged = [guid for guid, status in results if status == 201]
+    assert {status for _, status in results} <= {201, 503}
+    assert Spool(spool_dir).count() > 0, "the stopped server should have sent submissions to the spool"
+    engine.dispose()
+    engine = mariadb.engine()
+    counts = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir)).drain_spool()
+    assert counts["rejected"] == 0 and counts["remaining"] == 0
+    stored = _stored_guids(engine)
+    assert len(stored) == len(set(stored))
+    assert set(acknowledged) <= set(stored)
+    engine.dispose()
