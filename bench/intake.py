@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pymysql
@@ -68,9 +67,25 @@ def run_wrk(port: int, connections: int, duration: int, body_file: str, original
     )
     threads = min(connections, 2)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "30s",
-         "-s", str(ROOT / "bench" / "submit.lua"), f"http://127.0.0.1:{port}"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(ROOT / "bench" / "submit.lua"),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     requests_total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -100,9 +115,8 @@ def main() -> None:
 
     recorded = captures.load(SCENARIO)[0]
     original_guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
-    body_file = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
-    body_file.write(recorded.body)
-    body_file.close()
+    body_path = Path(tempfile.mkdtemp(prefix="bench-intake-body-")) / "submission.json"
+    body_path.write_bytes(recorded.body)
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
     ours_url = fresh_database("cpt_bench_intake")
@@ -120,7 +134,9 @@ def main() -> None:
     conn.close()
     redis.Redis.from_url(redis_url).flushdb()
 
-    print(f"machine: {os.cpu_count()} cores; gunicorn sync workers: {args.workers}; duration {args.duration}s; body {len(recorded.body)} bytes")
+    print(
+        f"machine: {os.cpu_count()} cores; gunicorn sync workers: {args.workers}; duration {args.duration}s; body {len(recorded.body)} bytes"
+    )
     results = []
     run_id = int(time.time()) & 0xFFFFFF
     log_dir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
@@ -132,11 +148,16 @@ def main() -> None:
             before = count_rows(url.rsplit("/", 1)[1], table)
             run_id += 1
             with processes.gunicorn(
-                app, workers=args.workers, log_path=log_dir / f"{name}-{connections}.log",
-                DATABASE_URL=url, REDIS_URL=redis_url, SPOOL_DIR=log_dir / "spool", LOG_LEVEL="WARNING",
+                app,
+                workers=args.workers,
+                log_path=log_dir / f"{name}-{connections}.log",
+                DATABASE_URL=url,
+                REDIS_URL=redis_url,
+                SPOOL_DIR=log_dir / "spool",
+                LOG_LEVEL="WARNING",
             ) as port:
                 time.sleep(1)
-                figures = run_wrk(port, connections, args.duration, body_file.name, original_guid, run_id)
+                figures = run_wrk(port, connections, args.duration, str(body_path), original_guid, run_id)
             stored = count_rows(url.rsplit("/", 1)[1], table) - before
             acknowledged = figures["requests"] - figures["non2xx"]
             figures.update(app=name, connections=connections, stored=stored, acknowledged=acknowledged)

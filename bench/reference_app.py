@@ -24,9 +24,16 @@ _state: dict = {}
 def connection() -> pymysql.Connection:
     if "db" not in _state:
         _state["db"] = pymysql.connect(
-            host=_url.host, port=_url.port or 3306, user=_url.username, password=_url.password or "", database=_url.database, charset="utf8mb4"
+            host=_url.host,
+            port=_url.port or 3306,
+            user=_url.username,
+            password=_url.password or "",
+            database=_url.database,
+            charset="utf8mb4",
         )
-        _state["queue"] = Queue("reference", connection=redis.Redis.from_url(os.environ["REDIS_URL"]), serializer=JSONSerializer)
+        _state["queue"] = Queue(
+            "reference", connection=redis.Redis.from_url(os.environ["REDIS_URL"]), serializer=JSONSerializer
+        )
     return _state["db"]
 
 

@@ -25,7 +25,6 @@ import os
 import queue
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.intake import MYSQL, fresh_database  # noqa: E402
 from schemas.translate import index_columns  # noqa: E402
 from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
@@ -49,9 +49,10 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.reports import encode_document  # noqa: E402
 from storage.tables import cpanstats, perl_version, release_summary, test_report, uploads  # noqa: E402
 from tests import captures  # noqa: E402
+from tests.backends import free_port  # noqa: E402
+from tests.processes import wait_for_port  # noqa: E402
 from tests.viewer_helpers import sample_document  # noqa: E402
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "5"))
 REPORTS = 10_000
 DISTS = 500
@@ -77,32 +78,6 @@ function done(summary, latency, requests)
     summary.errors.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-def fresh_database(name: str) -> str:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}"
 
 
 def drop_database(name: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import settings
-from app import create_app
+from app import create_app, create_viewer_app
 from tests import backends
 
 BACKENDS = ["embedded", "mariadb"]
@@ -59,3 +59,37 @@ def app(config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def db(backend, monkeypatch):
+    """The backend's engine, with the jobs (which read the environment) pointed at it too."""
+    from workers import jobs
+
+    monkeypatch.setenv("DATABASE_URL", backend.database_url)
+    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+    jobs.engine().dispose()
+
+
+@pytest.fixture
+def writer(backend):
+    """A writing engine for a test's own rows (the viewer's engine is read-only)."""
+    engine = backend.engine()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def viewer_app(config, writer):
+    application = create_viewer_app(config)
+    application.extensions["cpantesters_writer"] = writer
+    yield application
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+@pytest.fixture
+def viewer(viewer_app):
+    return viewer_app.test_client()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 import sqlalchemy as sa
 
 from scripts import backlog
@@ -13,16 +12,6 @@ from storage.tables import cpanstats, test_report
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
 from workers.queue import report_queue
-
-
-@pytest.fixture
-def db(backend, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
-    jobs.engine().dispose()
 
 
 def stored(db, count: int, day: int) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 import sqlalchemy as sa
 from rq import Retry
 from rq.registry import FailedJobRegistry
@@ -24,17 +23,6 @@ from tests.processing_helpers import (
 )
 from workers import jobs
 from workers.queue import JOB_FUNCTION, enqueue_report, job_id, report_queue
-
-
-@pytest.fixture
-def db(backend, monkeypatch):
-    """The backend's engine, with the jobs pointed at the same database."""
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
-    jobs.engine().dispose()
 
 
 def test_a_processed_report_has_all_its_summary_rows(backend, db):

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from rq import Retry
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -30,15 +29,6 @@ def start_worker(backend, *extra: str) -> subprocess.Popen:
         "LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen([sys.executable, "-m", "workers.run", *extra], cwd=ROOT, env=env)
-
-
-@pytest.fixture
-def db(backend, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
 
 
 def test_concurrent_workers_on_one_release_with_duplicate_jobs_count_every_report_once(backend, db):

@@ -25,16 +25,6 @@ from workers.queue import enqueue_report, job_id, report_queue
 RELEASE = ("CPAN-Testers-WWW-Statistics", "1.06")
 
 
-@pytest.fixture
-def db(backend, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
-    jobs.engine().dispose()
-
-
 def add_release(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         conn.execute(

@@ -3,7 +3,6 @@ read, and a duplicate job of a done report changes nothing; on both backends."""
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 from rq.job import Job
 
@@ -11,16 +10,6 @@ from storage.tables import cpanstats, perl_version, release_data
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
 from workers.queue import SERIALIZER, enqueue_report, job_id
-
-
-@pytest.fixture
-def db(backend, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
-    jobs.engine().dispose()
 
 
 def test_jobs_of_reports_taken_along_return_after_a_redis_read(backend, db, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app import create_app, create_viewer_app
+from app import create_app
 from app.read_api_queries import release_query, summary_query, upload_query
 from storage.tables import uploads
 from tests.viewer_helpers import add_cpanstats, add_perl, add_summary, add_upload
@@ -20,23 +20,8 @@ INSERT = re.compile(r"VALUES \('([^']*)','([^']*)','([^']*)','([^']*)','([^']*)'
 
 
 @pytest.fixture
-def viewer_app(config):
-    application = create_viewer_app(config)
-    yield application
-    application.extensions["cpantesters_viewer"].engine.dispose()
-
-
-@pytest.fixture
-def viewer(viewer_app):
-    return viewer_app.test_client()
-
-
-@pytest.fixture
-def engine(backend):
-    """A writing engine for the test's own rows (the viewer's engine is read-only)."""
-    writer = backend.engine()
-    yield writer
-    writer.dispose()
+def engine(writer):
+    return writer
 
 
 def load_upstream_uploads(engine) -> int:

@@ -8,7 +8,6 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from schemas.uploads import Release, parse_find_ls, parse_metacpan_hits
@@ -41,16 +40,6 @@ def test_metacpan_hits_become_releases():
     assert list(parse_metacpan_hits(hits)) == [
         Release("GARU", "Data-Printer", "0.39", "Data-Printer-0.39.tar.gz", 1704153600)
     ]
-
-
-@pytest.fixture
-def db(backend, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
-    jobs.engine().dispose()
 
 
 def mirror(tmp_path, listing: str) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 
-import pytest
-
 from app import create_viewer_app
 from tests import captures
 from tests.helpers import register_profile, replay
@@ -21,27 +19,6 @@ from tests.viewer_helpers import (
     sample_document,
     store_document,
 )
-
-
-@pytest.fixture
-def viewer_app(config, writer):
-    application = create_viewer_app(config)
-    application.extensions["cpantesters_writer"] = writer
-    yield application
-    application.extensions["cpantesters_viewer"].engine.dispose()
-
-
-@pytest.fixture
-def viewer(viewer_app):
-    return viewer_app.test_client()
-
-
-@pytest.fixture
-def writer(backend):
-    """A writing engine for the test's own rows (the viewer's engine is read-only)."""
-    engine = backend.engine()
-    yield engine
-    engine.dispose()
 
 
 def engine_of(viewer_app):
