@@ -19,7 +19,7 @@ VAR = ROOT / "var"
 EMBEDDED_REDIS_PORT = 6390
 """TCP port of the embedded Redis, so that the worker processes can reach it."""
 
-PROCESSES = ["web", "worker", "sweeper"]
+PROCESSES = ["web", "viewer", "worker", "sweeper"]
 BASE_PORT = 5000
 
 
@@ -57,6 +57,7 @@ def main() -> int:
     subprocess.run([python, "-m", "storage.migrate"], cwd=ROOT, env=env, check=True)
     print(f"Database: {env['DATABASE_URL']}\nRedis:    {env['REDIS_URL']}")
     print(f"Submit reports to http://127.0.0.1:{BASE_PORT}/api/v1/ (the web process)")
+    print(f"View them at http://127.0.0.1:{BASE_PORT + 100}/report/<guid> (the viewer process)")
     print(dashboard_credentials(env))
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     try:
