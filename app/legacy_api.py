@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, request, url_for
 
 from app.credentials import basic_credentials
@@ -21,7 +20,7 @@ from schemas.metabase_view import default_distfile, to_metabase_struct
 from schemas.text import clean_profile_text
 from storage import users
 from storage.reports import load_report
-from storage.tables import uploads
+from storage.uploads import upload_path
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +81,12 @@ def guid(guid: str):
             row = load_report(conn, guid)
             if row is None:
                 return not_found
-            distfile = row["distfile"] or _distfile_from_uploads(conn, row)
+            distfile = (
+                row["distfile"] or upload_path(conn, row["dist"], row["version"]) or default_distfile(row["report"])
+            )
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     return json_response({"fact": to_metabase_struct(row["report"], distfile, row["creator"])}, 200)
-
-
-def _distfile_from_uploads(conn: sa.Connection, row) -> str:
-    upload = conn.execute(
-        sa.select(uploads.c.author, uploads.c.filename).where(
-            uploads.c.dist == row["dist"], uploads.c.version == row["version"]
-        )
-    ).first()
-    if upload and upload.author and upload.filename:
-        return f"{upload.author}/{upload.filename}"
-    return default_distfile(row["report"])
 
 
 def init_app(app: Flask) -> None:

@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app
 from app.services import services
 from schemas.v3 import PERL5
 from storage.reports import latest_reports
-from storage.tables import uploads
+from storage.uploads import upload_path
 
 tail = Blueprint("tail", __name__)
 CACHE_KEY = "tail_log_cache"
@@ -41,24 +41,14 @@ def build_tail_log(engine: sa.Engine, size: int, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         rows = latest_reports(conn, PERL5, size)
+        # Only reports stored without their own resource path need the uploads table.
         missing = {(r["dist"], r["version"]) for r in rows if not r["distfile"]}
-        authors = _upload_files(conn, missing)
+        authors = {release: upload_path(conn, *release) for release in missing}
     lines = [f"The last {len(rows)} reports as of {now.strftime('%Y-%m-%dT%H:%M:%S')}Z:"]
     for row in rows:
-        distfile = row["distfile"] or authors.get((row["dist"], row["version"]), "")
+        distfile = row["distfile"] or authors.get((row["dist"], row["version"])) or ""
         lines.append(format_line(row, distfile))
     return "\n".join(lines) + "\n"
-
-
-def _upload_files(conn: sa.Connection, releases: set) -> dict:
-    found = {}
-    for dist, version in releases:
-        upload = conn.execute(
-            sa.select(uploads.c.author, uploads.c.filename).where(uploads.c.dist == dist, uploads.c.version == version)
-        ).first()
-        if upload and upload.author:
-            found[(dist, version)] = f"{upload.author}/{upload.filename}"
-    return found
 
 
 class TailLogCache:

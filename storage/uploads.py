@@ -29,6 +29,17 @@ BACKPAN = "backpan"
 INSERT_CHUNK = 1000
 
 
+def upload_path(conn: sa.Connection, dist: str, version: str) -> str | None:
+    """``AUTHOR/FILE`` of a release from ``uploads``, or None when there is no usable row
+    (none, or a provisional one without author)."""
+    upload = conn.execute(
+        sa.select(uploads.c.author, uploads.c.filename).where(uploads.c.dist == dist, uploads.c.version == version)
+    ).first()
+    if upload and upload.author and upload.filename:
+        return f"{upload.author}/{upload.filename}"
+    return None
+
+
 def current_uploads(conn: sa.Connection) -> dict[tuple[str, str], sa.Row]:
     query = sa.select(uploads.c.uploadid, uploads.c.type, uploads.c.author, uploads.c.dist, uploads.c.version)
     query = query.add_columns(uploads.c.filename, uploads.c.released)
