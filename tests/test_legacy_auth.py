@@ -62,10 +62,10 @@ def test_register_never_replaces_a_stored_secret(app, client):
 def test_migrated_profile_without_secret_adopts_the_first_one_presented(app, client):
     register_profile(services(app).engine, secret=None)
     assert replay(client, captures.load("01-ok")[0]).status_code == 201
-    register_profile_again = captures.load("02-fail-grade")[0]
-    body = json.loads(register_profile_again.body)
+    # The adopted secret now guards the profile: another one is refused.
+    another_report = captures.load("02-fail-grade")[0].body
     response = client.post(
-        "/api/v1/submit/CPAN-Testers-Report", data=json.dumps(body), headers=auth_header(secret="not-the-first")
+        "/api/v1/submit/CPAN-Testers-Report", data=another_report, headers=auth_header(secret="not-the-first")
     )
     assert response.status_code == 401
 

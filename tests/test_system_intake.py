@@ -3,6 +3,7 @@ sent, and outages of MariaDB and Redis under load."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -10,13 +11,13 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pymysql
 import pytest
 import requests
 import sqlalchemy as sa
 
-import settings
 from intake.pipeline import Intake
 from intake.spool import Spool
 from intake.sweeper import sweep
@@ -148,12 +149,21 @@ def test_a_redis_outage_under_load_delays_nothing_and_the_sweeper_heals_it(maria
     engine.dispose()
 
 
-def test_procfile_release_web_and_sweeper_use_only_the_documented_variables():
+def test_procfile_entries_exist_run_our_modules_and_need_only_port_from_the_environment():
     text = (processes.ROOT / "Procfile").read_text()
     entries = dict(line.split(": ", 1) for line in text.splitlines() if line.strip())
-    assert {"release", "web", "worker", "sweeper"} <= set(entries)
-    assert "$PORT" in entries["web"] or "gunicorn.conf.py" in entries["web"]
-    assert settings.Settings().DATABASE_URL and settings.Settings().REDIS_URL
+    assert {"release", "web", "viewer", "worker", "sweeper"} <= set(entries)
+    for name, command in entries.items():
+        assert set(re.findall(r"\$\{?(\w+)", command)) <= {"PORT"}, name
+        words = command.split()
+        if words[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(words[2]) is not None, name
+        else:
+            assert words[0] == "gunicorn" and (processes.ROOT / words[words.index("-c") + 1]).is_file(), name
+            module, _, attribute = words[-1].partition(":")
+            # Read, not imported: importing a wsgi module builds an app from the environment.
+            source = importlib.util.find_spec(module).origin
+            assert re.search(rf"^{attribute} = ", Path(source).read_text(), re.M), name
 
 
 RESTART_ALLOWED = os.environ.get("CPT_ALLOW_SERVICE_RESTART", "") not in ("", "0")
