@@ -30,7 +30,7 @@ from app.read_api_queries import (
 )
 from app.viewer import read_services
 from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
-from schemas.v3 import validation_errors
+from schemas.v3 import GRADES, validation_errors
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ read_api = Blueprint("read_api", __name__, url_prefix="/v3")
 
 STREAM_BATCH = 200
 """Rows fetched from the database and sent per chunk of a streamed list."""
-
-GRADES = ("pass", "fail", "na", "unknown")
 
 
 class SummaryQuerySchema(Schema):

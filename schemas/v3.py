@@ -10,12 +10,12 @@ import re
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.errors import InvalidReport
+from schemas.metabase import GRADES
 
 PERL5 = "Perl 5"
 PERL6 = "Perl 6"
 LANGUAGES = (PERL5, PERL6)
 PERL5_VERSION = re.compile(r"^5\.\d+\.\d+")
-GRADES = ("pass", "fail", "na", "unknown")
 
 
 class _Open(Schema):
