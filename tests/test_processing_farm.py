@@ -28,7 +28,14 @@ def start_worker(backend, *extra: str) -> subprocess.Popen:
         "REDIS_URL": backend.redis_url,
         "LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen([sys.executable, "-m", "workers.run", *extra], cwd=ROOT, env=env)
+    # Its own process group: the worker forks RQ's scheduler, and a power cut takes both.
+    return subprocess.Popen([sys.executable, "-m", "workers.run", *extra], cwd=ROOT, env=env, start_new_session=True)
+
+
+def power_cut(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and every process it started (its scheduler), as a power cut would."""
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
 
 
 def test_concurrent_workers_on_one_release_with_duplicate_jobs_count_every_report_once(backend, db):
@@ -93,8 +100,7 @@ def test_a_worker_killed_mid_job_loses_nothing(backend, db):
             assert time.monotonic() < deadline, "the worker never started the job"
             time.sleep(0.1)
         time.sleep(0.5)
-        worker.send_signal(signal.SIGKILL)  # power cut in the middle of the transaction
-        worker.wait(timeout=10)
+        power_cut(worker)  # in the middle of the transaction
     finally:
         transaction.rollback()
         blocker.close()

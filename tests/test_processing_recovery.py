@@ -5,7 +5,6 @@ the job's transaction retries."""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from intake import sweeper
 from storage import processing
 from storage.tables import cpanstats, release_data, release_summary, report_block, test_report, uploads
 from tests.processing_helpers import recount, run_jobs, states, store, summary, table_count
-from tests.test_processing_farm import start_worker
+from tests.test_processing_farm import power_cut, start_worker
 from workers import jobs
 from workers.queue import enqueue_report, job_id, report_queue
 
@@ -55,8 +54,7 @@ def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, 
             time.sleep(0.1)
         (stranded,) = started.get_job_ids()
         time.sleep(0.5)
-        worker.send_signal(signal.SIGKILL)  # power cut in the middle of the transaction
-        worker.wait(timeout=10)
+        power_cut(worker)  # in the middle of the transaction
     finally:
         transaction.rollback()
         blocker.close()
