@@ -103,40 +103,92 @@ def make_testers(count: int, rng: random.Random) -> list[Tester]:
     return testers
 
 
+_HOLES = (
+    r"(?P<uname>uname='[^']*')"
+    r"|(?P<osline>osname=\w+, osvers=[^,]+, archname=[\w-]+)"
+    r"|(?P<prefix>/(?:bbbike|opt|usr/local|home/\w+/perl5/perlbrew/perls)/perl-)"
+    r"|(?P<user>\b(?:cpansand|eserte|srezic|bingos|cpan)\b)"
+    r"|(?P<env>^Environment variables:\n\n)"
+    r"|(?P<pid>(?<=IS_RUNNING = )\d+|(?<=IS_RUNNING=\")\d+)"
+    r"|(?P<stamp>\b20\d{8}\b)"
+    r"|(?P<dist>report for [\w:-]+-[\w._]+\n)"
+    r"|(?P<tests>^(?:t/\S+ \.+ [^\n]*\n)+(?:All tests successful\.\n)?Files=[^\n]*\nResult: \w+\n)"
+)
+
+
+@dataclass
+class _Shape:
+    """A template report cut into literal text and the holes each synthetic report fills."""
+
+    literals: list[str]
+    holes: list[str]
+
+
+def _shape(template: dict) -> _Shape:
+    text = template["textreport"]
+    perl = re.escape(template["perl_version"].lstrip("v"))
+    literals, holes, last = [], [], 0
+    for match in re.finditer(f"(?m){_HOLES}|(?P<perl>{perl})", text):
+        literals.append(text[last : match.start()])
+        holes.append(match.lastgroup)
+        last = match.end()
+    literals.append(text[last:])
+    return _Shape(literals, holes)
+
+
+_SHAPES: dict[int, _Shape] = {}
+
+
 def _text_report(tester: Tester, perl: str, dist: str, version: str, grade: str, rng: random.Random) -> str:
-    text = tester.template["textreport"]
-    old_perl = tester.template["perl_version"].lstrip("v")
-    text = text.replace(old_perl, perl)
-    text = re.sub(r"/(bbbike|opt|usr/local|home/\w+/perl5/perlbrew/perls)/perl-", f"{tester.prefix}/perl-", text)
-    text = re.sub(r"\b(cpansand|eserte|srezic|bingos|cpan)\b", tester.user, text)
-    text = re.sub(
-        r"(?m)^(Environment variables:\n\n)((?:    .*\n)+)", lambda m: m.group(1) + tester.env + m.group(2), text
-    )
-    text = re.sub(r"(?<=IS_RUNNING = )\d+|(?<=IS_RUNNING=\")\d+", lambda _m: str(rng.randint(1000, 99999)), text)
-    text = re.sub(r"\b20\d{8}\b", lambda _m: f"20{rng.randint(10, 24)}{rng.randint(10**5, 10**6 - 1)}", text)
-    text = re.sub(
-        r"osname=\w+, osvers=[^,]+, archname=[\w-]+",
-        f"osname={tester.os[0]}, osvers={tester.os[2]}, archname={tester.os[1]}",
-        text,
-    )
-    text = re.sub(r"uname='[^']*'", f"uname='{tester.os[0]} {tester.host} {tester.os[2]}'", text)
-    text = re.sub(r"report for [\w:-]+-[\w._]+\n", f"report for {dist}-{version}\n", text)
+    """The tester's template with their perl, paths, user, host and environment, and this
+    report's dist, PIDs, timestamps and test output (holes found once per template)."""
+    shape = _SHAPES.get(id(tester.template))
+    if shape is None:
+        shape = _SHAPES[id(tester.template)] = _shape(tester.template)
+    os_name, arch, os_version = tester.os
+    fixed = {
+        "uname": f"uname='{os_name} {tester.host} {os_version}'",
+        "osline": f"osname={os_name}, osvers={os_version}, archname={arch}",
+        "prefix": f"{tester.prefix}/perl-",
+        "user": tester.user,
+        "env": "Environment variables:\n\n" + tester.env,
+        "dist": f"report for {dist}-{version}\n",
+        "perl": perl,
+    }
+    pieces = []
+    for literal, hole in zip(shape.literals, shape.holes, strict=False):
+        pieces.append(literal)
+        if hole == "pid":
+            pieces.append(str(rng.randint(1000, 99999)))
+        elif hole == "stamp":
+            pieces.append(f"20{rng.randint(10, 24)}{rng.randint(10**5, 10**6 - 1)}")
+        elif hole == "tests":
+            pieces.append(_test_output(grade, rng))
+        else:
+            pieces.append(fixed[hole])
+    pieces.append(shape.literals[-1])
+    return "".join(pieces)
+
+
+def _test_output(grade: str, rng: random.Random) -> str:
     tests = "".join(
         f"t/{i:02d}_{rng.choice(WORDS).lower()}.t {'.' * rng.randint(2, 12)} {'ok' if grade == 'pass' or rng.random() < 0.7 else 'FAILED'}\n"
         for i in range(rng.randint(2, 25))
     )
-    summary = (
+    return tests + (
         f"Files={rng.randint(2, 40)}, Tests={rng.randint(5, 5000)}, {rng.randint(0, 90)} wallclock secs "
         f"( {rng.random():.2f} usr  {rng.random():.2f} sys +  {rng.random() * 3:.2f} cusr  {rng.random():.2f} csys"
         f" =  {rng.random() * 5:.2f} CPU)\nResult: {grade.upper()}\n"
     )
-    text = re.sub(r"(?ms)^(t/\S+ \.+ .*?\n)+(All tests successful\.\n)?Files=.*?\nResult: \w+\n", tests + summary, text)
-    return text
 
 
-def synth_reports(count: int, seed: int = 1, testers: int | None = None, start_id: int = 1) -> Iterator[dict]:
-    """``count`` legacy ``metabase`` rows (guid, id, updated, report blob) plus, under ``"stats"``,
-    the legacy ``cpanstats`` row upstream would have made (None for ~5%: never processed)."""
+FIRST_MOMENT = datetime(2010, 4, 1)
+SPAN_SECONDS = 12 * 365 * 86400
+"""Reports are spread over twelve years whatever their number, so that every data set has
+double-encoded rows (before 2014), ISO ``updated`` and epoch ``updated`` (from 2017)."""
+
+
+def _population(count: int, seed: int, testers: int | None) -> tuple[list[Tester], list[tuple[str, str, str]]]:
     rng = random.Random(seed)
     people = make_testers(testers or max(5, min(20_000, count // 50)), rng)
     dists = [
@@ -147,13 +199,26 @@ def synth_reports(count: int, seed: int = 1, testers: int | None = None, start_i
         )
         for i in range(max(10, count // 20))
     ]
-    moment = datetime(2010, 4, 1)
-    for index in range(count):
+    return people, dists
+
+
+def synth_reports(
+    count: int, seed: int = 1, testers: int | None = None, start_id: int = 1, part: int = 0, parts: int = 1
+) -> Iterator[dict]:
+    """``count`` legacy ``metabase`` rows (guid, id, updated, report blob) plus, under ``"stats"``,
+    the legacy ``cpanstats`` row upstream would have made (None for ~5%: never processed).
+
+    Row ``i`` depends only on ``seed`` and ``i``, so ``parts`` processes can each make the
+    rows ``i % parts == part`` of the same data set."""
+    people, dists = _population(count, seed, testers)
+    step = SPAN_SECONDS / max(count, 1)
+    for index in range(part, count, parts):
+        rng = random.Random(seed * 1_000_003 + index)
         tester = rng.choice(people)
         dist, version, author = rng.choice(dists)
         perl = rng.choice(tester.perls)
         grade = rng.choice(GRADES)
-        moment += timedelta(seconds=rng.randint(0, 600))
+        moment = FIRST_MOMENT + timedelta(seconds=int(index * step) + rng.randint(0, max(int(step) - 1, 0)))
         stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         guid = str(uuid.UUID(int=rng.getrandbits(128), version=1))
         content = {
@@ -166,7 +231,7 @@ def synth_reports(count: int, seed: int = 1, testers: int | None = None, start_i
         }
         resource = f"cpan:///distfile/{author}/{dist}-{version}.tar.gz"
 
-        def core(kind: str, stamp: str = stamp, resource: str = resource, tester: Tester = tester) -> dict:
+        def core(kind: str, stamp: str = stamp, resource: str = resource, tester: Tester = tester, rng=rng) -> dict:
             return {
                 "type": kind,
                 "guid": str(uuid.UUID(int=rng.getrandbits(128), version=1)),
@@ -216,7 +281,6 @@ def synth_reports(count: int, seed: int = 1, testers: int | None = None, start_i
             "id": legacy_id,
             "updated": updated,
             "report": zlib.compress(json.dumps(facts, ensure_ascii=False).encode("utf-8"), 6),
-            "doc_json_bytes": None,
             "stats": stats,
             "tester": tester,
         }
@@ -227,22 +291,23 @@ def testers_email_rows(testers: list[Tester]) -> Iterator[tuple]:
     row_id = 0
     for tester in testers:
         encoded = tester.name.encode("ascii", "xmlcharrefreplace").decode()
-        for old in range(hash(tester.user) % 3):
+        for old in range(zlib.crc32(tester.user.encode()) % 3):
             row_id += 1
             yield (row_id, tester.resource, encoded, f"old{old}.{tester.email} ({tester.name})")
         row_id += 1
         yield (row_id, tester.resource, encoded, f"{tester.email} ({tester.name})")
 
 
-def load_legacy(cursor, count: int, seed: int = 1, batch: int = 500) -> dict:
-    """Insert ``count`` synthetic rows (and their profiles and cpanstats rows) into the legacy
-    database the cursor is on; returns counts."""
-    people: dict[str, Tester] = {}
-    stats_rows = 0
+STATS_COLUMNS = ("id", "guid", "state", "postdate", "tester", "dist", "version", "platform", "perl", "osname",
+                 "osvers", "fulldate", "type", "uploadid")  # fmt: skip
+
+
+def insert_reports(cursor, count: int, seed: int = 1, batch: int = 500, part: int = 0, parts: int = 1) -> int:
+    """Insert one part of the ``count`` synthetic ``metabase`` rows and their ``cpanstats``
+    rows through ``cursor``; returns the cpanstats rows inserted."""
     metabase_batch: list[tuple] = []
     stats_batch: list[tuple] = []
-    columns = ("id", "guid", "state", "postdate", "tester", "dist", "version", "platform", "perl", "osname",
-               "osvers", "fulldate", "type", "uploadid")  # fmt: skip
+    stats_rows = 0
 
     def flush():
         if metabase_batch:
@@ -252,28 +317,72 @@ def load_legacy(cursor, count: int, seed: int = 1, batch: int = 500) -> dict:
             metabase_batch.clear()
         if stats_batch:
             cursor.executemany(
-                f"INSERT INTO cpanstats ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", stats_batch
+                f"INSERT INTO cpanstats ({', '.join(STATS_COLUMNS)}) VALUES ({', '.join(['%s'] * len(STATS_COLUMNS))})",
+                stats_batch,
             )
             stats_batch.clear()
 
     cursor.execute("SET foreign_key_checks=0")
-    for row in synth_reports(count, seed):
-        people[row["tester"].resource] = row["tester"]
+    for row in synth_reports(count, seed, part=part, parts=parts):
         metabase_batch.append((row["guid"], row["id"], row["updated"], row["report"]))
         if row["stats"]:
             stats_rows += 1
-            stats_batch.append(tuple(row["stats"][c] for c in columns))
+            stats_batch.append(tuple(row["stats"][c] for c in STATS_COLUMNS))
         if len(metabase_batch) >= batch:
             flush()
     flush()
-    profiles = list(testers_email_rows(list(people.values())))
+    cursor.execute("SET foreign_key_checks=1")
+    return stats_rows
+
+
+def insert_profiles(cursor, count: int, seed: int = 1) -> int:
+    """Insert the ``testers_email`` rows of every synthetic tester and their perls; returns
+    the number of profiles."""
+    people, _ = _population(count, seed, None)
     cursor.execute("SELECT COALESCE(MAX(id), 0) FROM testers_email")
     offset = cursor.fetchone()[0]
     cursor.executemany(
         "INSERT INTO testers_email (id, resource, fullname, email) VALUES (%s, %s, %s, %s)",
-        [(offset + i, r, n, e) for i, r, n, e in profiles],
+        [(offset + i, r, n, e) for i, r, n, e in testers_email_rows(people)],
     )
-    perls = sorted({p for t in people.values() for p in t.perls})
+    perls = sorted({p for t in people for p in t.perls})
     cursor.executemany("INSERT IGNORE INTO perl_version (version, perl) VALUES (%s, %s)", [(p, p) for p in perls])
-    cursor.execute("SET foreign_key_checks=1")
-    return {"metabase": count, "cpanstats": stats_rows, "profiles": len(people)}
+    return len(people)
+
+
+def load_legacy(cursor, count: int, seed: int = 1, batch: int = 500) -> dict:
+    """Insert ``count`` synthetic rows (and their profiles and cpanstats rows) into the legacy
+    database the cursor is on; returns counts."""
+    stats_rows = insert_reports(cursor, count, seed, batch)
+    return {"metabase": count, "cpanstats": stats_rows, "profiles": insert_profiles(cursor, count, seed)}
+
+
+def _load_part(connect: dict, count: int, seed: int, batch: int, part: int, parts: int) -> int:
+    import pymysql
+
+    conn = pymysql.connect(**connect, autocommit=True, charset="utf8mb4")
+    try:
+        with conn.cursor() as cursor:
+            return insert_reports(cursor, count, seed, batch, part, parts)
+    finally:
+        conn.close()
+
+
+def load_legacy_parallel(connect: dict, count: int, seed: int = 1, batch: int = 1000, processes: int = 2) -> dict:
+    """:func:`load_legacy` in ``processes`` processes, each with its own connection made
+    from the ``pymysql.connect`` keywords ``connect`` (the rows do not depend on it)."""
+    import multiprocessing
+
+    import pymysql
+
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        stats_rows = sum(
+            pool.starmap(_load_part, [(connect, count, seed, batch, part, processes) for part in range(processes)])
+        )
+    conn = pymysql.connect(**connect, autocommit=True, charset="utf8mb4")
+    try:
+        with conn.cursor() as cursor:
+            profiles = insert_profiles(cursor, count, seed)
+    finally:
+        conn.close()
+    return {"metabase": count, "cpanstats": stats_rows, "profiles": profiles}

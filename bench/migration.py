@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import pymysql
 
-from bench.legacy_synth import load_legacy
+from bench.legacy_synth import load_legacy_parallel
 from schemas.legacy import convert_row
 from storage.engine import create_engine
 from storage.legacy import latest_profile_rows, legacy_engine, metabase_rows_query
@@ -65,10 +65,8 @@ def build_legacy(rows: int) -> str:
     name = legacy_fixtures.create_legacy_database(
         HOST, PORT, USER, f"cpt_benchmig_legacy_{uuid.uuid4().hex[:8]}", rows=False
     )
-    conn = pymysql.connect(host=HOST, port=PORT, user=USER, database=name, autocommit=True, charset="utf8mb4")
-    with conn.cursor() as cursor:
-        load_legacy(cursor, rows, seed=20261130, batch=1000)
-    conn.close()
+    connect = {"host": HOST, "port": PORT, "user": USER, "database": name}
+    load_legacy_parallel(connect, rows, seed=20261130, batch=1000, processes=os.cpu_count() or 2)
     return name
 
 
@@ -193,12 +191,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the databases (the legacy one can be reused)")
+    parser.add_argument(
+        "--legacy-db", help="reuse this synthetic legacy database (from --keep) instead of building one"
+    )
     args = parser.parse_args()
     result: dict = {"rows": args.rows, "workers": args.workers, "batch": args.batch, "cpus": os.cpu_count()}
     began = time.monotonic()
-    legacy_name = build_legacy(args.rows)
-    result["build_legacy_seconds"] = round(time.monotonic() - began)
+    legacy_name = args.legacy_db or build_legacy(args.rows)
+    result["build_legacy_seconds"] = None if args.legacy_db else round(time.monotonic() - began)
+    result["legacy_database"] = legacy_name
+    if args.legacy_db:
+        with legacy_engine(url(legacy_name)).connect() as conn:
+            args.rows = result["rows"] = conn.exec_driver_sql("SELECT COUNT(*) FROM metabase").scalar()
     ours_name = new_database()
     try:
         result["migration"] = migrate(legacy_name, ours_name, args.workers, args.batch)
@@ -216,7 +221,8 @@ def main() -> None:
     finally:
         if not args.keep:
             admin(f"DROP DATABASE IF EXISTS `{ours_name}`")
-            admin(f"DROP DATABASE IF EXISTS `{legacy_name}`")
+            if not args.legacy_db:
+                admin(f"DROP DATABASE IF EXISTS `{legacy_name}`")
     print(json.dumps(result, indent=1))
 
 

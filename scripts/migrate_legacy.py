@@ -171,6 +171,11 @@ def verify(args) -> int:
     for table, (old, new) in result.counts.items():
         print(f"{table}: legacy {old}, here {new}")
     print(f"rejected legacy rows (error report): {result.rejected}")
+    blocks = result.blocks
+    print(
+        f"report blocks: {blocks.reports} packed reports refer to {blocks.referenced} blocks;"
+        f" {blocks.stored} stored, {len(blocks.missing)} missing, {blocks.unreferenced} unreferenced"
+    )
     print(f"sampled {result.sampled} processed legacy reports")
     for line in result.differences:
         print(f"DIFFERENCE {line}")

@@ -29,7 +29,8 @@ from storage.legacy import (
     metabase_rows_query,
     testers_email,
 )
-from storage.reports import insert_reports
+from storage.processing import deadlock_retry
+from storage.reports import BlockAudit, audit_blocks, insert_reports
 
 logger = logging.getLogger(__name__)
 
@@ -231,23 +232,7 @@ def migrate_range(
         result.failed += len(errors)
         result.errors.extend(errors)
         if not dry_run:
-            with ours.begin() as conn:
-                insert_reports(conn, converted)
-                if errors:
-                    insert_missing(
-                        conn,
-                        tables.legacy_migration_error,
-                        [{"guid": g[:64], "reason": r, "created": now()} for g, r in errors],
-                        ["guid"],
-                    )
-                previous = _progress(conn, name)
-                _save_progress(
-                    conn,
-                    name,
-                    last_guid=after,
-                    migrated=(previous["migrated"] if previous else 0) + len(converted),
-                    failed=(previous["failed"] if previous else 0) + len(errors),
-                )
+            _write_page(ours, name, converted, errors, after)
             if enqueue is not None:
                 result.queued += enqueue([r["guid"] for r in converted if r["state"] == "pending"])
         for guid, reason in errors:
@@ -260,6 +245,29 @@ def migrate_range(
         with ours.begin() as conn:
             _save_progress(conn, name, done=True)
     return result
+
+
+@deadlock_retry
+def _write_page(ours: sa.Engine, name: str, converted: list[dict], errors: list[tuple[str, str]], after: str) -> None:
+    """One page's reports, errors and checkpoint in one transaction (run again whole if
+    InnoDB picks it as a deadlock victim)."""
+    with ours.begin() as conn:
+        insert_reports(conn, converted)
+        if errors:
+            insert_missing(
+                conn,
+                tables.legacy_migration_error,
+                [{"guid": g[:64], "reason": r, "created": now()} for g, r in errors],
+                ["guid"],
+            )
+        previous = _progress(conn, name)
+        _save_progress(
+            conn,
+            name,
+            last_guid=after,
+            migrated=(previous["migrated"] if previous else 0) + len(converted),
+            failed=(previous["failed"] if previous else 0) + len(errors),
+        )
 
 
 def legacy_counts(legacy: sa.Engine) -> dict[str, int]:
@@ -284,6 +292,7 @@ class Verification:
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # table -> (legacy, ours)
     sampled: int = 0
     rejected: int = 0  # legacy rows in the error report (a difference only if upstream counted them)
+    blocks: BlockAudit | None = None
     differences: list[str] = field(default_factory=list)
 
     @property
@@ -311,7 +320,8 @@ def verify(legacy: sa.Engine, ours: sa.Engine, sample: int = 1000, seed: int | N
     """Check our data against the legacy tables, not against the converter: every legacy
     table's row count, and for a random sample of legacy reports that upstream processed,
     the grade, dist, version, perl, osname and tester of the legacy ``cpanstats`` row
-    against our ``test_report`` row of the same GUID."""
+    against our ``test_report`` row of the same GUID. Also that every block a report
+    refers to is stored (``audit_blocks``)."""
     found = Verification()
     rng = random.Random(seed)
     legacy_count = legacy_counts(legacy)
@@ -335,6 +345,10 @@ def verify(legacy: sa.Engine, ours: sa.Engine, sample: int = 1000, seed: int | N
     if users < profiles:
         found.differences.append(f"metabase_user: {profiles} legacy profiles, {users} here")
     found.rejected = len(errors)
+    with ours.connect() as conn:
+        found.blocks = audit_blocks(conn)
+    for digest in found.blocks.missing[:20]:
+        found.differences.append(f"report_block {digest.hex()}: referred to by a report, not stored")
 
     cpanstats = sa.table(
         "cpanstats", *[sa.column(c) for c in ("guid", "state", "dist", "version", "perl", "osname", "tester")]

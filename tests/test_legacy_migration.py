@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from scripts import migrate_legacy
 from storage import legacy_migration as steps
 from storage.reports import load_report
-from storage.tables import cpanstats, legacy_migration_error, metabase_user, test_report
+from storage.tables import cpanstats, legacy_migration_error, metabase_user, report_block, test_report
 from tests import backends, legacy_fixtures
 from tests.legacy_fixtures import cpanstats_rows, metabase_rows
 
@@ -239,6 +239,20 @@ def test_verify_fails_on_a_difference_with_the_legacy_cpanstats(backend, own_leg
     assert run(own_legacy_url, backend, "verify", "--sample", "50", "--seed", "3") == 1
     out = capsys.readouterr().out
     assert "5ad79194-6cdc-1014-b4e3-38f2223f278b: grade 'pass' != legacy 'na'" in out
+    engine.dispose()
+
+
+def test_verify_fails_when_a_block_a_report_refers_to_is_missing(backend, own_legacy_url, capsys):
+    assert run(own_legacy_url, backend, "migrate", "--workers", "1", "--quiet") == 0
+    capsys.readouterr()
+    assert run(own_legacy_url, backend, "verify", "--sample", "20") == 0
+    assert ", 0 missing, 0 unreferenced" in capsys.readouterr().out  # every stored block is used
+    engine = backend.engine()
+    with engine.begin() as conn:
+        lost = conn.execute(sa.select(report_block.c.digest).limit(1)).scalar()
+        conn.execute(report_block.delete().where(report_block.c.digest == lost))
+    assert run(own_legacy_url, backend, "verify", "--sample", "20") == 1
+    assert f"report_block {bytes(lost).hex()}: referred to by a report, not stored" in capsys.readouterr().out
     engine.dispose()
 
 

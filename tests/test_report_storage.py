@@ -46,6 +46,51 @@ def test_chunk_boundaries_do_not_depend_on_what_comes_before():
     assert shifted[-3:] == tail
 
 
+def test_a_large_chunk_met_once_stays_inline_and_becomes_a_block_when_met_again():
+    by_guid = {row["guid"]: row["report"] for row in DOCS}
+    first, second = by_guid["166d274a-ff14-11e6-9865-4c569e5b62e3"], by_guid["1390cefa-ff14-11e6-9865-4c569e5b62e3"]
+    sightings = report_codec.Sightings(1000)
+    packed_one, blocks_one = report_codec.pack(first, None, sightings)
+    packed_two, blocks_two = report_codec.pack(second, None, sightings)
+    assert blocks_one == {}  # nothing met before: all of it compressed with the rest
+    assert any("Summary of my perl5" in report_codec.block_text(body) for body in blocks_two.values())
+    assert report_codec.unpack(packed_one, {}) == first
+    assert report_codec.unpack(packed_two, blocks_two) == second
+
+
+def test_sightings_stay_bounded_and_forget_the_oldest_first():
+    sightings = report_codec.Sightings(4)
+    for digest in (b"a", b"b", b"c", b"d", b"e"):
+        assert not sightings.seen_before(digest)
+    assert len(sightings.recent) + len(sightings.older) <= 4
+    assert sightings.seen_before(b"e") and sightings.seen_before(b"d")
+    assert not sightings.seen_before(b"a")
+
+
+def test_format_one_documents_and_blocks_still_read_beside_format_two():
+    doc = DOCS[0]["report"]
+    old, old_blocks = report_codec.pack(doc, version=report_codec.FORMAT_V1)
+    new, new_blocks = report_codec.pack(doc, cache=old_blocks)  # format 2 reusing zlib blocks
+    assert old[0] == report_codec.FORMAT_V1 and new[0] == report_codec.FORMAT_V2
+    assert report_codec.unpack(old, old_blocks) == doc
+    assert report_codec.unpack(new, new_blocks) == doc
+    fresh, fresh_blocks = report_codec.pack(doc)
+    assert all(body.startswith(report_codec.ZSTD_MAGIC) for body in fresh_blocks.values())
+    assert report_codec.unpack(old, fresh_blocks) == doc  # a zstd block serves a format-1 document
+
+
+def test_format_one_rows_written_before_the_change_still_read(backend):
+    engine = backend.engine()
+    row = DOCS[1]
+    report_z, blocks = report_codec.pack(row["report"], version=report_codec.FORMAT_V1)
+    with engine.begin() as conn:
+        conn.execute(report_block.insert(), [{"digest": d, "body": b} for d, b in blocks.items()])
+        conn.execute(test_report.insert(), {**row, "report": "", "report_z": report_z})
+    with engine.connect() as conn:
+        assert load_report(conn, row["guid"])["report"] == row["report"]
+    engine.dispose()
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
