@@ -31,3 +31,11 @@ nice = int(os.environ.get("VIEWER_NICE", "5"))
 def post_fork(server, worker):
     if nice:
         os.nice(nice)
+
+
+def post_worker_init(worker):
+    # Keeps the page cache's answers in use fresh, so that cached page views never wait
+    # for the database (VIEWER_REVALIDATE_SECONDS; app/viewer.py).
+    from app.viewer import start_revalidation
+
+    start_revalidation(worker.wsgi)

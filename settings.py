@@ -59,7 +59,13 @@ class Settings:
     )
     VIEWER_PAGE_CACHE: int = setting(
         2048,
-        "Rendered report answers each viewer process keeps (LRU, ~25 KB each; revalidated on every view); 0 disables.",
+        "Rendered report answers each viewer process keeps (LRU, ~25 KB each; see VIEWER_REVALIDATE_SECONDS); 0 disables.",
+    )
+    VIEWER_REVALIDATE_SECONDS: float = setting(
+        2.0,
+        "A cached report answer is served without a query for this long after its last check against the"
+        " database (rechecked in the background while in use), so a changed author or tester shows within it;"
+        " 0 checks on every view.",
     )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")

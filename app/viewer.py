@@ -11,8 +11,12 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import operator
+import re
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -23,7 +27,7 @@ import settings as settings_module
 from app import viewer_http
 from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.distname import parse_distfile
-from schemas.metabase import DISTFILE_PREFIX, is_guid
+from schemas.metabase import DISTFILE_PREFIX, GUID_PATTERN, is_guid
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalise_url
 from storage.legacy import legacy_fallback, legacy_guid_of_id
@@ -73,37 +77,148 @@ OS_NAMES = {
 viewer = Blueprint("viewer", __name__)
 
 
+IN_USE_SECONDS = 30.0
+"""A cached answer served within this many seconds is kept fresh by the revalidation
+rounds; older ones are checked again by the view that next asks for them."""
+
+
+class _Entry:
+    __slots__ = ("stamp", "rendered", "checked", "used")
+
+    def __init__(self, stamp: tuple, rendered: viewer_http.Rendered, checked: float, used: float):
+        self.stamp, self.rendered, self.checked, self.used = stamp, rendered, checked, used
+
+
 class PageCache:
     """A small bounded per-process LRU of rendered answers, keyed by (GUID, form) and
     validated by a stamp of everything the answer is made from (the report's stored
     bytes, its index columns, the uploads author/filename and the tester's profile), read
-    by the same single query that a page view makes anyway: a changed report, upload or
-    profile gives a new stamp, so the stale entry is never served and the ETag stays the
-    hash of what is shown. Saves decoding the document, rendering, hashing and gzip."""
+    by the same single query that a page view makes: a changed report, upload or profile
+    gives a new stamp, so the stale entry is never served and the ETag stays the hash of
+    what is shown. Saves decoding the document, rendering, hashing and gzip.
 
-    def __init__(self, size: int):
+    With ``revalidate_after`` > 0 (``VIEWER_REVALIDATE_SECONDS``), an answer whose stamp
+    was checked against the database less than that many seconds ago is served by
+    :meth:`fresh` without asking the database again, and :class:`Revalidator` re-checks
+    the answers in use in one query per round: so a change to a report, its author or
+    its tester shows within that many seconds, never later. 0: every view asks.
+    """
+
+    def __init__(self, size: int, revalidate_after: float = 0.0, clock: Callable[[], float] = time.monotonic):
         self.size = size
-        self._entries: OrderedDict[tuple, tuple] = OrderedDict()
+        self.revalidate_after = revalidate_after
+        self.clock = clock
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, stamp: tuple | None) -> viewer_http.Rendered | None:
-        if stamp is None or self.size <= 0:
+    def fresh(self, key: tuple) -> viewer_http.Rendered | None:
+        """The answer for ``key`` if its stamp was checked within ``revalidate_after``."""
+        if self.revalidate_after <= 0:
             return None
+        now = self.clock()
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[0] != stamp:
+            if entry is None or now - entry.checked >= self.revalidate_after:
                 return None
+            entry.used = now
             self._entries.move_to_end(key)
-            return entry[1]
+            return entry.rendered
 
-    def put(self, key: tuple, stamp: tuple | None, rendered: viewer_http.Rendered) -> None:
+    def get(self, key: tuple, stamp: tuple | None, checked: float = 0.0) -> viewer_http.Rendered | None:
+        """The answer for ``key`` if it was made from ``stamp``, read from the database
+        by a query started at ``checked`` (by :attr:`clock`)."""
+        if stamp is None or self.size <= 0:
+            return None
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.stamp != stamp:
+                return None
+            entry.checked = max(entry.checked, checked)
+            entry.used = now
+            self._entries.move_to_end(key)
+            return entry.rendered
+
+    def put(self, key: tuple, stamp: tuple | None, rendered: viewer_http.Rendered, checked: float = 0.0) -> None:
         if stamp is None or self.size <= 0:
             return
+        now = self.clock()
         with self._lock:
-            self._entries[key] = (stamp, rendered)
+            self._entries[key] = _Entry(stamp, rendered, checked, now)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+    def revalidate(self, conn: sa.Connection, batch: int = 500) -> int:
+        """One round: re-read the stamps of the GUIDs whose answers were served in the
+        last :data:`IN_USE_SECONDS` (one query per ``batch`` GUIDs, so a round reads at
+        most as many rows as the cache holds); an unchanged stamp makes the answer fresh
+        again, a changed or vanished one drops it. Returns the GUIDs checked."""
+        checked = self.clock()  # before the query: what it reads is at least this recent
+        with self._lock:
+            guids = {guid for (guid, _form), entry in self._entries.items() if checked - entry.used < IN_USE_SECONDS}
+        if not guids:
+            return 0
+        current: dict[str, tuple] = {}
+        ordered = sorted(guids)
+        for n in range(0, len(ordered), batch):
+            for row in conn.execute(REPORTS_WITH_DETAILS, {"guids": ordered[n : n + batch]}):
+                current[row[0]] = stamp_of(row)
+        with self._lock:
+            for key in [k for k in self._entries if k[0] in guids]:
+                entry = self._entries[key]
+                if current.get(key[0]) == entry.stamp:
+                    entry.checked = max(entry.checked, checked)
+                else:
+                    del self._entries[key]
+        return len(guids)
+
+
+class Revalidator:
+    """A daemon thread of a viewer process that runs :meth:`PageCache.revalidate` every
+    half of ``VIEWER_REVALIDATE_SECONDS``, so that answers in use stay fresh and page
+    views served from the cache never wait for the database. Started by the viewer's
+    gunicorn workers (``gunicorn_viewer.conf.py``); without it answers are re-checked by
+    the view that finds them stale, as with ``VIEWER_REVALIDATE_SECONDS=0``."""
+
+    def __init__(self, engine: sa.Engine, pages: PageCache):
+        self.engine, self.pages = engine, pages
+        self.interval = pages.revalidate_after / 2
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        if self.interval <= 0 or self.pages.size <= 0 or self._thread is not None:
+            return False
+        self._thread = threading.Thread(target=self._run, name="viewer-revalidator", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def run_once(self) -> int:
+        with self.engine.connect() as conn:
+            checked = self.pages.revalidate(conn)
+        self.rounds += 1
+        return checked
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # the database may be away: views then check for themselves
+                if not failing:
+                    logger.warning("viewer page cache revalidation failed; views check the database", exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    logger.info("viewer page cache revalidation works again")
+                failing = False
 
 
 @dataclass
@@ -113,6 +228,7 @@ class ViewerServices:
     settings: settings_module.Settings
     engine: sa.Engine
     pages: PageCache
+    revalidator: Revalidator
 
 
 def read_services() -> ViewerServices:
@@ -147,31 +263,45 @@ UPLOAD_OF_RELEASE = (
 PROFILE_OF_CREATOR = sa.select(metabase_user.c.fullname, metabase_user.c.email).where(
     metabase_user.c.resource == sa.bindparam("resource")
 )
-REPORT_WITH_DETAILS = (
-    sa.select(
-        test_report.c.guid,
-        test_report.c.dist,
-        test_report.c.version,
-        test_report.c.grade,
-        test_report.c.creator,
-        test_report.c.distfile,
-        test_report.c.report,
-        test_report.c.report_z,
-        uploads.c.author,
-        uploads.c.filename,
-        metabase_user.c.fullname,
-        metabase_user.c.email,
-    )
-    .select_from(
-        test_report.outerjoin(
-            uploads, sa.and_(uploads.c.dist == test_report.c.dist, uploads.c.version == test_report.c.version)
-        ).outerjoin(metabase_user, metabase_user.c.resource == test_report.c.creator)
-    )
-    .where(test_report.c.guid == sa.bindparam("guid"))
+_REPORT_DETAILS = sa.select(
+    test_report.c.guid,
+    test_report.c.dist,
+    test_report.c.version,
+    test_report.c.grade,
+    test_report.c.creator,
+    test_report.c.distfile,
+    test_report.c.report,
+    test_report.c.report_z,
+    uploads.c.author,
+    uploads.c.filename,
+    metabase_user.c.fullname,
+    metabase_user.c.email,
+).select_from(
+    test_report.outerjoin(
+        uploads, sa.and_(uploads.c.dist == test_report.c.dist, uploads.c.version == test_report.c.version)
+    ).outerjoin(metabase_user, metabase_user.c.resource == test_report.c.creator)
 )
+REPORT_WITH_DETAILS = _REPORT_DETAILS.where(test_report.c.guid == sa.bindparam("guid"))
 """A stored report with its author (uploads: unique on dist, version) and its tester's
-profile (unique resource) in one round trip, by primary/unique keys only."""
-"""Built once: a page view only binds values (the compiled forms are cached by SQLAlchemy)."""
+profile (unique resource) in one round trip, by primary/unique keys only. Built once: a
+page view only binds values (the compiled forms are cached by SQLAlchemy)."""
+REPORTS_WITH_DETAILS = _REPORT_DETAILS.where(test_report.c.guid.in_(sa.bindparam("guids", expanding=True)))
+"""The same for many GUIDs (unique key look-ups): the page cache's revalidation rounds."""
+
+
+_COLUMNS = [c.name for c in _REPORT_DETAILS.selected_columns]
+_REPORT_AT, _REPORT_Z_AT = _COLUMNS.index("report"), _COLUMNS.index("report_z")
+_DETAILS_OF = operator.itemgetter(*(i for i, name in enumerate(_COLUMNS) if name not in ("report", "report_z")))
+
+
+def stamp_of(stored: sa.Row) -> tuple:
+    """Everything an answer is made from, for :class:`PageCache`: a digest of the stored
+    report bytes (packed rows name their blocks by SHA-256, and blocks never change)
+    and every other column of :data:`REPORT_WITH_DETAILS`."""
+    report_z = stored[_REPORT_Z_AT]
+    body = report_z if report_z is not None else stored[_REPORT_AT]
+    digest = hashlib.blake2b(body if isinstance(body, bytes) else body.encode("utf-8"), digest_size=16)
+    return (digest.digest(), *_DETAILS_OF(stored))
 
 
 def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) -> Found | None:
@@ -196,15 +326,13 @@ def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) 
         return None
     stored = conn.execute(REPORT_WITH_DETAILS, {"guid": guid.lower()}).first()
     if stored is not None:
-        body = stored.report_z if stored.report_z is not None else stored.report
-        digest = hashlib.blake2b(body if isinstance(body, bytes) else body.encode("utf-8"), digest_size=16)
         return Found(
             row=dict(stored._mapping),
             author=stored.author or None,
             upload_filename=stored.filename or None,
             tester_name=stored.fullname,
             tester_email=stored.email,
-            stamp=(digest.digest(), *(v for k, v in stored._mapping.items() if k not in ("report", "report_z"))),
+            stamp=stamp_of(stored),
         )
     row = legacy_fallback(legacy_url, guid)
     if row is None:
@@ -303,16 +431,18 @@ def _render(found: Found, form: str) -> str:
 def _answer(ident: str, form: str) -> viewer_http.Rendered | None:
     """The rendered answer (from the page cache when still valid), or None: not found."""
     services = read_services()
+    pages = services.pages
     try:
+        checked = pages.clock()
         with services.engine.connect() as conn:
             found = find_report(conn, ident, services.settings.LEGACY_DATABASE_URL)
             if found is None:
                 return None
             key = (found.row["guid"], form)
-            rendered = services.pages.get(key, found.stamp)
+            rendered = pages.get(key, found.stamp, checked)
             if rendered is None:
                 rendered = viewer_http.Rendered(_render(decode(conn, found), form))
-                services.pages.put(key, found.stamp, rendered)
+                pages.put(key, found.stamp, rendered, checked)
             return rendered
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
@@ -335,6 +465,50 @@ def view_report(ident: str):
         body = render_template("viewer/not_found.html", raw=raw)
         return viewer_http.cached_response(body, "text/html; charset=utf-8", max_age, status=404)
     return viewer_http.rendered_response(rendered, FORMS[form], config.VIEWER_MAX_AGE)
+
+
+FAST_FORMS = {"": "html", "raw=1": "raw", "json=1": "json"}
+"""Query strings of the forms the direct path serves (any other goes through Flask)."""
+REPORT_PATH = re.compile(r"/(?:cpan/)?report/(" + GUID_PATTERN.pattern.strip("^$") + ")", re.I)
+STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
+
+
+class CachedPages:
+    """WSGI middleware in front of the viewer app: a GET of ``/cpan/report/<GUID>`` or
+    ``/report/<GUID>`` (plain, ``?raw=1`` or ``?json=1``) whose answer is in the page
+    cache and fresh (:meth:`PageCache.fresh`) is answered here, with the same status,
+    headers and bytes that the Flask route sends (:func:`viewer_http.answer`, plus the
+    CORS headers), without a Flask request context or a database query. Everything
+    else, and every miss, goes to the app."""
+
+    def __init__(self, app, services: ViewerServices):
+        self.app, self.services = app, services
+
+    def __call__(self, environ, start_response) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "GET":
+            form = FAST_FORMS.get(environ.get("QUERY_STRING", ""))
+            match = REPORT_PATH.fullmatch(environ.get("PATH_INFO", "")) if form else None
+            rendered = self.services.pages.fresh((match.group(1).lower(), form)) if match else None
+            if rendered is not None:
+                config = self.services.settings
+                status, headers, data = viewer_http.answer(
+                    rendered,
+                    FORMS[form],
+                    config.VIEWER_MAX_AGE,
+                    environ.get("HTTP_IF_NONE_MATCH"),
+                    environ.get("HTTP_ACCEPT_ENCODING"),
+                )
+                if status == 200:
+                    headers.append(("Content-Length", str(len(data))))
+                headers.extend(viewer_http.CORS_HEADERS.items())
+                start_response(STATUS_LINES[status], headers)
+                return [data]
+        return self.app(environ, start_response)
+
+
+def start_revalidation(app: Flask) -> bool:
+    """Start the page cache's revalidation thread of this process (a gunicorn worker)."""
+    return app.extensions[EXTENSION_KEY].revalidator.start()
 
 
 def read_engine(url: str, connect_timeout: int) -> sa.Engine:
@@ -363,8 +537,10 @@ def read_engine(url: str, connect_timeout: int) -> sa.Engine:
 
 def init_app(app: Flask, config: settings_module.Settings) -> ViewerServices:
     engine = read_engine(config.DATABASE_URL, config.DB_CONNECT_TIMEOUT)
-    services = ViewerServices(config, engine, PageCache(config.VIEWER_PAGE_CACHE))
+    pages = PageCache(config.VIEWER_PAGE_CACHE, config.VIEWER_REVALIDATE_SECONDS)
+    services = ViewerServices(config, engine, pages, Revalidator(engine, pages))
     app.extensions[EXTENSION_KEY] = services
     app.register_blueprint(viewer)
     viewer_http.init_app(app)
+    app.wsgi_app = CachedPages(app.wsgi_app, services)
     return services

@@ -5,12 +5,14 @@ Shared by the report viewer and the v3 read API (both served by the viewer app).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import zlib
 from collections.abc import Iterable, Iterator
 
 from flask import Flask, Response, request
+from werkzeug.http import parse_accept_header, parse_etags, quote_etag
 
 COMPRESS_MIN_BYTES = 1024
 """Smaller answers are sent as they are: gzip would save little and cost a few µs."""
@@ -29,7 +31,14 @@ CORS_HEADERS = {
 
 
 def accepts_gzip() -> bool:
-    return request.accept_encodings["gzip"] > 0
+    return gzip_accepted(request.headers.get("Accept-Encoding"))
+
+
+@functools.lru_cache(maxsize=256)
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (werkzeug's reading of it;
+    clients send a handful of distinct values, so each is parsed once)."""
+    return parse_accept_header(accept_encoding)["gzip"] > 0
 
 
 def _cache_control(max_age: int) -> str:
@@ -66,24 +75,45 @@ def cached_response(body: str | bytes, mimetype: str, max_age: int, status: int 
 
 def rendered_response(rendered: Rendered, mimetype: str, max_age: int, status: int = 200) -> Response:
     """:func:`cached_response` of an already :class:`Rendered` body."""
+    code, headers, data = answer(
+        rendered,
+        mimetype,
+        max_age,
+        request.headers.get("If-None-Match"),
+        request.headers.get("Accept-Encoding"),
+        status,
+    )
+    return Response(data, status=code, headers=headers)
+
+
+def answer(
+    rendered: Rendered,
+    mimetype: str,
+    max_age: int,
+    if_none_match: str | None,
+    accept_encoding: str | None,
+    status: int = 200,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The status, headers and body of an answer, from the request's ``If-None-Match``
+    and ``Accept-Encoding`` headers: what both the Flask route and the viewer's direct
+    WSGI path for cached pages send (CORS headers are added by :func:`add_cors` or by
+    that path)."""
     tag = rendered.tag
-    compress = len(rendered.data) >= COMPRESS_MIN_BYTES and accepts_gzip()
+    compress = len(rendered.data) >= COMPRESS_MIN_BYTES and gzip_accepted(accept_encoding)
     if compress:
         tag += "-gz"
-    headers = {"Cache-Control": _cache_control(max_age), "Vary": "Accept-Encoding"}
-    if status == 200 and request.if_none_match.contains(tag):
-        response = Response(status=304, headers=headers)
-        response.set_etag(tag)
-        return response
+    headers = [("Cache-Control", _cache_control(max_age)), ("Vary", "Accept-Encoding")]
+    if status == 200 and if_none_match and parse_etags(if_none_match).contains(tag):
+        headers.append(("ETag", quote_etag(tag)))
+        return 304, headers, b""
     data = rendered.data
     if compress:
         data = rendered.gzipped()
-        headers["Content-Encoding"] = "gzip"
-    response = Response(data, status=status, headers=headers)
-    response.headers["Content-Type"] = mimetype
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Type", mimetype))
     if status == 200:
-        response.set_etag(tag)
-    return response
+        headers.append(("ETag", quote_etag(tag)))
+    return status, headers, data
 
 
 def streamed_response(chunks: Iterable[str], mimetype: str, max_age: int) -> Response:

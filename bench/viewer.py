@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.viewer [--duration 20] [--rate 200] [--connections 64]
 
-With 10,000 stored reports (the real upstream sample's text cut to 16 KB each) and
+With 10,000 stored reports (the real upstream sample's text cut to 16 KB each, packed as the
+intake stores them) and
 500 processed releases in a fresh MariaDB database, the intake (``web``) and the viewer
 (``viewer``) run as their own gunicorn groups, as in the Procfile. Three phases:
 
@@ -46,8 +47,8 @@ from schemas.translate import index_columns  # noqa: E402
 from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
-from storage.reports import encode_document  # noqa: E402
-from storage.tables import cpanstats, perl_version, release_summary, test_report, uploads  # noqa: E402
+from storage.reports import insert_reports  # noqa: E402
+from storage.tables import cpanstats, perl_version, release_summary, uploads  # noqa: E402
 from tests import captures  # noqa: E402
 from tests.backends import free_port  # noqa: E402
 from tests.processes import wait_for_port  # noqa: E402
@@ -119,7 +120,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
         guids.append(doc["id"])
         batch.append(
             {"guid": doc["id"], "created": created, "state": "done", "creator": None,
-             "submission_sha256": uuid.uuid4().hex * 2, "report": encode_document(doc), **index_columns(doc)}
+             "submission_sha256": uuid.uuid4().hex * 2, "report": doc, **index_columns(doc)}
         )  # fmt: skip
         stats.append(
             {"guid": doc["id"], "state": "pass", "postdate": 202601, "tester": '"Doug Bell" <doug@example.com>',
@@ -128,7 +129,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
         )  # fmt: skip
         if len(batch) == 500:
             with engine.begin() as conn:
-                conn.execute(test_report.insert(), batch)
+                insert_reports(conn, batch)  # packed, as the intake stores them
                 conn.execute(cpanstats.insert(), stats)
             batch, stats = [], []
     with engine.begin() as conn:

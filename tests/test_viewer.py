@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+
+import pytest
+import sqlalchemy as sa
 
 from app import create_viewer_app
 from tests import captures
@@ -23,6 +27,45 @@ from tests.viewer_helpers import (
 
 def engine_of(viewer_app):
     return viewer_app.extensions["cpantesters_writer"]
+
+
+class Clock:
+    """The page cache's clock, moved by hand: no test waits for real seconds."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=[0.0, 2.0], ids=["every-view", "revalidate-2s"])
+def clocked(request, config, writer):
+    """A viewer app with ``VIEWER_REVALIDATE_SECONDS`` 0 (every view asks the database)
+    and 2 (cached answers are re-checked after 2 s), its page cache on a :class:`Clock`;
+    ``later()`` moves the clock past the revalidation window."""
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=request.param))
+    application.extensions["cpantesters_writer"] = writer
+    clock = Clock()
+    services = application.extensions["cpantesters_viewer"]
+    services.pages.clock = clock
+
+    def later():
+        clock.now += request.param
+
+    yield application, application.test_client(), later
+    services.engine.dispose()
+
+
+def statements(viewer_app) -> list[str]:
+    """The SQL statements the viewer app's engine runs from now on."""
+    seen: list[str] = []
+    sa.event.listen(
+        viewer_app.extensions["cpantesters_viewer"].engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_args: seen.append(statement),
+    )
+    return seen
 
 
 def _without_fact_guids(struct: dict) -> dict:
@@ -162,7 +205,8 @@ def test_unicode_renders_correctly_including_four_byte_characters(viewer_app, vi
     assert text == viewer.get(f"/cpan/report/{guid}?json=1").get_json()["result"]["content"][0]["content"]["textreport"]
 
 
-def test_strong_etag_gives_304_and_changes_with_the_tester_details(viewer_app, viewer):
+def test_strong_etag_gives_304_and_changes_with_the_tester_details(clocked):
+    viewer_app, viewer, later = clocked
     engine = engine_of(viewer_app)
     guid = store_document(engine, sample_document())
     first = viewer.get(f"/cpan/report/{guid}")
@@ -172,6 +216,7 @@ def test_strong_etag_gives_304_and_changes_with_the_tester_details(viewer_app, v
     again = viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.data == b""
     add_user(engine, SAMPLE_CREATOR, "Douglas Bell", "preaction@example.com")
+    later()
     changed = viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert "From: Douglas Bell &lt;preaction@example.com&gt;" in changed.text
@@ -206,11 +251,11 @@ def test_the_real_clients_report_is_viewable_at_once_in_all_three_forms(app, cli
     assert data["result"]["metadata"]["core"]["resource"].startswith("cpan:///distfile/")
 
 
-def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester_change(viewer_app, viewer):
-    import sqlalchemy as sa
-
+def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester_change(clocked):
+    """Past the revalidation window (at once with ``VIEWER_REVALIDATE_SECONDS=0``)."""
     from storage.tables import metabase_user, test_report, uploads
 
+    viewer_app, viewer, later = clocked
     engine = engine_of(viewer_app)
     add_user(engine, SAMPLE_CREATOR, "Doug Bell", "doug@example.com")
     add_upload(engine, "Yancy", "1.004", "PREACTION")
@@ -228,6 +273,7 @@ def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester
 
     with engine.begin() as conn:  # the author (uploads) changes
         conn.execute(uploads.update().where(uploads.c.dist == "Yancy").values(author="NEWAUTHOR"))
+    later()
     by_author = answers()
     assert "NEWAUTHOR" in by_author[""].text and "NEWAUTHOR" in by_author["?json=1"].text
     for form in ("", "?json=1"):  # the raw form does not show the author
@@ -235,6 +281,7 @@ def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester
 
     with engine.begin() as conn:  # the tester renames their profile
         conn.execute(metabase_user.update().values(fullname="Douglas Bell"))
+    later()
     by_tester = answers()
     assert "Douglas Bell" in by_tester[""].text
     assert by_tester[""].headers["ETag"] != by_author[""].headers["ETag"]
@@ -253,6 +300,7 @@ def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester
             .where(test_report.c.guid == guid)
             .values(report=stored.report, report_z=stored.report_z)
         )
+    later()
     by_report = answers()
     assert "A different report text" in by_report[""].text and "A different report text" in by_report["?raw=1"].text
     for form in forms:
@@ -278,3 +326,140 @@ def test_page_cache_is_bounded(config, writer):
     pages = application.extensions["cpantesters_viewer"].pages
     assert [key[0] for key in pages._entries] == guids[-2:]
     application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def _revalidating(config, writer, seconds: float = 2.0):
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=seconds))
+    application.extensions["cpantesters_writer"] = writer
+    clock = Clock()
+    application.extensions["cpantesters_viewer"].pages.clock = clock
+    return application, application.test_client(), clock
+
+
+def test_within_the_revalidation_window_a_cached_answer_is_served_without_a_query(config, writer):
+    """The bounded staleness of ``VIEWER_REVALIDATE_SECONDS``: a change shows within it."""
+    application, viewer, clock = _revalidating(config, writer)
+    add_user(writer, SAMPLE_CREATOR, "Doug Bell", "doug@example.com")
+    guid = store_document(writer, sample_document())
+    first = viewer.get(f"/cpan/report/{guid}")
+    seen = statements(application)
+    clock.now += 1.9
+    assert viewer.get(f"/cpan/report/{guid}").data == first.data
+    assert seen == []  # no query at all
+    from storage.tables import metabase_user
+
+    with writer.begin() as conn:
+        conn.execute(metabase_user.update().values(fullname="Douglas Bell"))
+    assert "Doug Bell" in viewer.get(f"/cpan/report/{guid}").text  # still within the window
+    clock.now += 0.1  # 2 s after the answer was checked: it is checked again
+    changed = viewer.get(f"/cpan/report/{guid}")
+    assert "Douglas Bell" in changed.text and changed.headers["ETag"] != first.headers["ETag"]
+    assert seen  # the stamp query (the report is rendered again from it)
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def test_a_revalidation_round_keeps_answers_in_use_fresh_and_drops_changed_ones(config, writer):
+    from app.viewer import IN_USE_SECONDS
+    from storage.tables import uploads
+
+    application, viewer, clock = _revalidating(config, writer)
+    services = application.extensions["cpantesters_viewer"]
+    add_upload(writer, "Yancy", "1.004", "PREACTION")
+    same = store_document(writer, make_document(**{"distribution.name": "Other", "distribution.version": "2"}))
+    moved = store_document(writer, sample_document())
+    idle = store_document(writer, make_document(**{"distribution.name": "Idle", "distribution.version": "1"}))
+    viewer.get(f"/cpan/report/{idle}")
+    clock.now += IN_USE_SECONDS  # the idle answer is no longer in use
+    pages = {
+        (guid, form): viewer.get(f"/cpan/report/{guid}{form}") for guid in (same, moved) for form in ("", "?json=1")
+    }
+    assert services.revalidator.run_once() == 2  # the GUIDs whose answers are in use
+    with writer.begin() as conn:
+        conn.execute(uploads.update().where(uploads.c.dist == "Yancy").values(author="NEWAUTHOR"))
+    clock.now += 1.5
+    assert services.revalidator.run_once() == 2
+    assert (moved, "html") not in services.pages._entries and (moved, "json") not in services.pages._entries
+    clock.now += 1.5  # 3 s after the views, 1.5 s after the round
+    seen = statements(application)
+    for form in ("", "?json=1"):
+        assert viewer.get(f"/cpan/report/{same}{form}").data == pages[same, form].data
+    assert seen == []  # both forms were kept fresh by the rounds
+    assert "NEWAUTHOR" in viewer.get(f"/cpan/report/{moved}").text
+    assert seen  # the dropped answer was made again from the database
+    del seen[:]
+    assert viewer.get(f"/cpan/report/{idle}").status_code == 200
+    assert seen  # the idle answer was stale: its view checked it
+    assert services.revalidator.run_once() == 3
+    with writer.begin() as conn:  # a vanished report is dropped too
+        conn.execute(sa.text("DELETE FROM test_report WHERE guid = :guid"), {"guid": same})
+    assert services.revalidator.run_once() == 3
+    assert not any(key[0] == same for key in services.pages._entries)
+    assert viewer.get(f"/cpan/report/{same}").status_code == 404
+    services.engine.dispose()
+
+
+@pytest.mark.parametrize("form", ["", "?raw=1", "?json=1"])
+@pytest.mark.parametrize("encoding", [None, "gzip", "br;q=1.0, gzip;q=0.5"])
+def test_cached_answers_are_sent_exactly_as_the_route_sends_them(config, writer, form, encoding):
+    """The direct WSGI path for fresh cached answers: same status, headers and bytes."""
+    application, viewer, _clock = _revalidating(config, writer)
+    add_user(writer, SAMPLE_CREATOR, "Slaven Rezić <script>", "doug@example.com")
+    guid = store_document(writer, sample_document())
+    headers = {"Accept-Encoding": encoding} if encoding else {}
+
+    def fetch(**more):
+        response = viewer.get(f"/cpan/report/{guid}{form}", headers={**headers, **more})
+        return response.status_code, sorted(response.headers.items()), response.data
+
+    by_route = fetch()  # a miss: the Flask route renders it
+    seen = statements(application)
+    assert fetch() == by_route  # a fresh hit: the direct path
+    etag = dict(by_route[1])["ETag"]
+    not_modified = fetch(**{"If-None-Match": etag})
+    assert not_modified[0] == 304 and not_modified[2] == b""
+    assert fetch(**{"If-None-Match": f'"other", {etag}'})[0] == 304
+    assert seen == []
+    # the same answers from the route, with every view asking the database
+    services = application.extensions["cpantesters_viewer"]
+    services.pages.revalidate_after = 0
+    assert fetch() == by_route
+    assert fetch(**{"If-None-Match": etag}) == not_modified
+    assert seen
+    services.engine.dispose()
+
+
+def test_other_methods_query_strings_and_ids_go_through_the_route(config, writer):
+    application, viewer, _clock = _revalidating(config, writer)
+    guid = store_document(writer, sample_document())
+    page = viewer.get(f"/cpan/report/{guid}")
+    as_json = viewer.get(f"/cpan/report/{guid}?json=1")
+    seen = statements(application)
+    assert viewer.get(f"/report/{guid.upper()}").data == page.data  # GUIDs are case-insensitive
+    assert seen == []
+    assert viewer.get(f"/cpan/report/{guid}?json=yes").data == as_json.data  # not a direct-path form
+    assert viewer.get(f"/cpan/report/{guid}?json=0").data == page.data
+    assert viewer.head(f"/cpan/report/{guid}").status_code == 200
+    assert viewer.get(f"/cpan/report/{guid}/").status_code == 404
+    assert viewer.get("/cpan/report/00000000-0000-0000-0000-000000000001").status_code == 404
+    assert len([q for q in seen if "FROM test_report" in q]) == 4  # each GET or HEAD of a report asked the database
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def test_the_revalidation_thread_runs_rounds_until_stopped(config, writer):
+    import time
+
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=0.03))
+    services = application.extensions["cpantesters_viewer"]
+    guid = store_document(writer, sample_document())
+    assert application.test_client().get(f"/cpan/report/{guid}").status_code == 200
+    assert services.revalidator.start() is True
+    assert services.revalidator.start() is False  # one thread per process
+    deadline = time.monotonic() + 30
+    while services.revalidator.rounds < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    services.revalidator.stop()
+    assert services.revalidator.rounds >= 3
+    services.engine.dispose()
+    off = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=0))
+    assert off.extensions["cpantesters_viewer"].revalidator.start() is False
+    off.extensions["cpantesters_viewer"].engine.dispose()
