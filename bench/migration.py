@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -70,6 +71,14 @@ def build_legacy(rows: int) -> str:
     return name
 
 
+def mariadb_process() -> psutil.Process | None:
+    """The local MariaDB server, to count the CPU it spends on the run (None if not found)."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("mariadbd", "mysqld"):
+            return proc
+    return None
+
+
 class MemorySampler(threading.Thread):
     """RSS of a process tree, twice a second: total and per process."""
 
@@ -100,12 +109,18 @@ def migrate(legacy_name: str, ours_name: str, workers: int, batch: int) -> dict:
         url(ours_name), "migrate", "--workers", str(workers), "--batch", str(batch), "--quiet", "--skip-tables",
         "--errors", os.devnull,
     ]  # fmt: skip
+    database = mariadb_process()
+    database_cpu = sum(database.cpu_times()[:2]) if database else None
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     sampler = MemorySampler(process.pid)
     sampler.start()
     out, _ = process.communicate()
     elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    python_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    database_cpu = sum(database.cpu_times()[:2]) - database_cpu if database else None
     sampler.stop.set()
     sampler.join()
     summary = json.loads(out)
@@ -116,6 +131,9 @@ def migrate(legacy_name: str, ours_name: str, workers: int, batch: int) -> dict:
         "rows_per_second": round(summary["legacy_rows"] / elapsed),
         "migrated": summary["migrated_this_run"],
         "rejected": summary["rejected_this_run"],
+        "cpu_us_per_row_migration_processes": round(python_cpu / summary["legacy_rows"] * 1e6),
+        "cpu_us_per_row_mariadb": round(database_cpu / summary["legacy_rows"] * 1e6) if database else None,
+        "cpu_busy_of_all_cores": round((python_cpu + (database_cpu or 0)) / elapsed / (os.cpu_count() or 1), 2),
         "rss_total_mib_every_tenth_of_the_run": [round(s[1] / 2**20) for s in quarters],
         "rss_largest_process_mib_every_tenth": [round(s[2] / 2**20) for s in quarters],
     }
