@@ -70,6 +70,10 @@ class UploadQuerySchema(Schema):
     maturity = fields.String(metadata={"description": "declared upstream, ignored"})
 
 
+SUMMARY_ARGS, RELEASE_ARGS, UPLOAD_ARGS = SummaryQuerySchema(), ReleaseQuerySchema(), UploadQuerySchema()
+"""Built once per process: making a marshmallow schema costs more than loading with it."""
+
+
 class SummarySchema(Schema):
     guid = fields.String(required=True)
     grade = fields.String(required=True, validate=validate.OneOf(GRADES))
@@ -163,7 +167,7 @@ def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results
 @read_api.get("/summary/<dist>/<path:version>")
 def summary(dist: str | None = None, version: str | None = None):
     """The cpanstats rows of a dist (and version), or of some perls/OSes."""
-    args = _args(SummaryQuerySchema())
+    args = _args(SUMMARY_ARGS)
     if not (dist or version or args.get("perl") or args.get("osname")):
         return _errors("You must provide one of 'perl' or 'osname'", 400)
     query = summary_query(
@@ -179,7 +183,7 @@ def summary(dist: str | None = None, version: str | None = None):
 
 
 def _release_args(dist: str | None, author: str | None) -> dict:
-    args = _args(ReleaseQuerySchema())
+    args = _args(RELEASE_ARGS)
     if "since" in args and not (dist or author):
         raise BadQuery([{"message": '"since" parameter not allowed', "path": "/"}])
     if "limit" in args and args["limit"] < 1:
@@ -219,7 +223,7 @@ def release_version(dist: str, version: str):
 @read_api.get("/upload/author/<author>")
 def upload(dist: str | None = None, author: str | None = None):
     """CPAN uploads, oldest first."""
-    args = _args(UploadQuerySchema())
+    args = _args(UPLOAD_ARGS)
     if dist is not None:
         not_found = f'Distribution "{dist}" not found'
     elif author is not None:
