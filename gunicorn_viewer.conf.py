@@ -8,15 +8,23 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8001')}"
-# One process per core: a page view is ~1 ms of Python CPU (mostly gunicorn/Flask and
-# pymysql; the page itself comes from the per-process page cache), so more processes than
-# cores add no throughput, only cold page caches and memory (bench/RESULTS.md).
+# One process per core: a cached page view is ~0.3 ms of Python CPU, mostly gunicorn's
+# HTTP handling (the answer comes from the per-process page cache without Flask or a
+# query), so more processes than cores add no throughput, only page caches to fill and
+# revalidate, and memory (bench/RESULTS.md).
 workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count()))
 # Threads: page views are short database reads; keep-alive clients need not pin a process.
 worker_class = os.environ.get("VIEWER_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("VIEWER_THREADS", "4"))
 timeout = int(os.environ.get("VIEWER_TIMEOUT", "30"))
 keepalive = 5
+# A listening socket per worker (SO_REUSEPORT): the kernel spreads connections over the
+# workers by hash. With one shared socket, whichever worker wakes first takes the
+# connections of a burst (64 keep-alive clients split 40/24 in bench.viewer), and as each
+# process runs on about one core (the GIL), the busier one sets the tail latency. The
+# catch: a second viewer started by the same user on the same port shares it instead of
+# failing to bind. VIEWER_REUSE_PORT=0 turns it off.
+reuse_port = os.environ.get("VIEWER_REUSE_PORT", "1") != "0"
 # Each worker builds its own app (engine) after the fork: never share connections.
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
