@@ -2,18 +2,23 @@
 
     .venv/bin/python -m bench.viewer [--duration 20] [--rate 200] [--connections 64]
 
-With 10,000 stored reports (the real upstream sample's text cut to 16 KB each, packed as the
-intake stores them) and
-500 processed releases in a fresh MariaDB database, the intake (``web``) and the viewer
-(``viewer``) run as their own gunicorn groups, as in the Procfile. Three phases:
+With 10,000 stored reports (the real upstream sample's text cut to 16 KB each, packed as
+the intake stores them) and 500 processed releases in a fresh MariaDB database, the intake
+(``web``) and the viewer (``viewer``) run as their own gunicorn groups, as in the
+Procfile. The phases:
 
 1. submissions alone: the real captured submission (fresh GUID each) at ``--rate`` per
    second, open loop, from a pool of keep-alive client threads;
 2. the viewer alone: wrk at ``--connections`` on existing GUIDs (gzip accepted), plus a
    second wrk at 8 connections on the read API with existing dists;
-3. both at once.
+3. both at once;
+4. and 5. (unless ``--open-rate 0``) phases 2 and 3 again with the pages offered open
+   loop at ``--open-rate`` per second over the same connections (``bench.viewer_open_loop``:
+   latency counted from when each request was due, as wrk2 does).
 
-Prints viewer p50/p99, read-API p99, submission throughput and failures for each phase.
+Before measuring, ``--warm`` seconds of page load fill the viewer's page caches, so the
+phases measure the steady state. Prints viewer p50/p99, read-API p99, submission
+throughput and failures for each phase.
 Needs wrk, MariaDB and Redis on 127.0.0.1; uses Redis DB ``BENCH_REDIS_DB`` (default 5).
 """
 
@@ -299,6 +304,11 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
     parser.add_argument("--viewer-threads", type=int, default=4)
+    parser.add_argument("--viewer-nice", type=int, default=None, help="VIEWER_NICE (default: the config's)")
+    parser.add_argument(
+        "--open-rate", type=int, default=1000, help="pages per second of the open-loop phases (0: skip them)"
+    )
+    parser.add_argument("--warm", type=int, default=10, help="seconds of page load before measuring")
     args = parser.parse_args()
 
     name = f"cpt_bench_viewer_{uuid.uuid4().hex[:6]}"
@@ -331,6 +341,8 @@ def main() -> None:
             VIEWER_WORKERS=str(args.viewer_workers),
             VIEWER_THREADS=str(args.viewer_threads),
         )
+        if args.viewer_nice is not None:
+            env["VIEWER_NICE"] = str(args.viewer_nice)
         web, web_port = start_gunicorn("gunicorn.conf.py", "wsgi:app", env, tmp / "web.log")
         processes.append(web)
         viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
@@ -339,8 +351,9 @@ def main() -> None:
             f"machine: {os.cpu_count()} cores (shared); web: {args.web_workers} sync workers; viewer: "
             f"{args.viewer_workers} gthread workers x {args.viewer_threads} threads; {args.duration}s per phase"
         )
-        # warm both apps (imports, connection pools)
-        run_wrk(viewer_port, str(pages), 8, 2, str(script))
+        # warm both apps (imports, connection pools) and the viewer's page caches: the
+        # phases measure the steady state, every page of the set rendered in both workers
+        run_wrk(viewer_port, str(pages), 16, args.warm, str(script))
         Submitter(web_port, 20, 1).run()
 
         results: dict = {}
@@ -369,6 +382,19 @@ def main() -> None:
         both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
         viewer_thread.join()
         results["both"] = both
+        if args.open_rate:
+            time.sleep(2)
+            results["open loop alone"] = _viewer_phase(viewer_port, pages, api, script, args, open_loop=True)
+            time.sleep(2)
+            both = {}
+            viewer_thread = threading.Thread(
+                target=lambda: both.update(_viewer_phase(viewer_port, pages, api, script, args, open_loop=True))
+            )
+            viewer_thread.start()
+            time.sleep(0.5)
+            both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
+            viewer_thread.join()
+            results["open loop with submissions"] = both
         print(json.dumps(results, indent=2))
         alone, loaded = results["submissions alone"]["submit"], results["both"]["submit"]
         kept = loaded["accepted_per_s"] / alone["accepted_per_s"] * 100 if alone["accepted_per_s"] else 0
@@ -380,6 +406,15 @@ def main() -> None:
             f"{results['viewer alone']['viewer_cpu_ms_per_request']} ms, per submission "
             f"{alone['web_cpu_ms_per_submission']} ms"
         )
+        if args.open_rate:
+            opened = results["open loop with submissions"]["submit"]
+            print(
+                f"open loop at {args.open_rate} pages/s over {args.connections} connections: viewer p99 "
+                f"{results['open loop alone']['pages']['p99_ms']} ms alone, "
+                f"{results['open loop with submissions']['pages']['p99_ms']} ms with submissions "
+                f"({opened['accepted_per_s']}/s, "
+                f"{opened['accepted_per_s'] / alone['accepted_per_s'] * 100 if alone['accepted_per_s'] else 0:.0f}%)"
+            )
     finally:
         for process in reversed(processes):
             stop(process)
@@ -387,13 +422,28 @@ def main() -> None:
         redis.Redis.from_url(redis_url).flushdb()
 
 
-def _viewer_phase(port: int, pages: Path, api: Path, script: Path, args) -> dict:
+def run_open_loop(port: int, paths_file: str, rate: int, connections: int, duration: int) -> dict:
+    """``bench.viewer_open_loop`` in its own process: pages due at ``rate`` per second."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.viewer_open_loop", str(port), paths_file, str(rate), str(duration),
+         str(connections)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _viewer_phase(port: int, pages: Path, api: Path, script: Path, args, open_loop: bool = False) -> dict:
+    """Pages (wrk's closed loop, or the open loop at ``--open-rate``) with the read API
+    under wrk at 8 connections alongside."""
     result: dict = {}
     api_thread = threading.Thread(
         target=lambda: result.update(read_api=run_wrk(port, str(api), 8, args.duration, str(script)))
     )
     api_thread.start()
-    result["pages"] = run_wrk(port, str(pages), args.connections, args.duration, str(script))
+    if open_loop:
+        result["pages"] = run_open_loop(port, str(pages), args.open_rate, args.connections, args.duration)
+    else:
+        result["pages"] = run_wrk(port, str(pages), args.connections, args.duration, str(script))
     api_thread.join()
     return result
 
