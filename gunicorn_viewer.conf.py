@@ -31,9 +31,12 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
-# Readers yield the CPU to submissions on a shared host: the old viewer made submissions
-# time out by taking the machine. 0 disables it.
-nice = int(os.environ.get("VIEWER_NICE", "5"))
+# Niceness of the workers. The old viewer made submissions time out by taking the machine;
+# this one is two processes of about one core each (the GIL) and a cached page costs
+# ~0.3 ms, and at nice 0 submissions kept their whole 200/s under the benchmark's flood of
+# 72 connections (none failed), while nice 5 starved the viewer to a third of its pages/s
+# and a p99 of 363 ms (bench/RESULTS.md). VIEWER_NICE=5 makes readers yield the CPU again.
+nice = int(os.environ.get("VIEWER_NICE", "0"))
 
 
 def post_fork(server, worker):
