@@ -1,6 +1,6 @@
 """Legacy migration speed end to end, against MariaDB's batched insert of the same rows.
 
-    .venv/bin/python -m bench.migration [--rows 1000000] [--workers 2] [--batch 1000] [--keep]
+    .venv/bin/python -m bench.migration [--rows 1000000] [--workers N] [--batch 1000] [--keep]
 
 1. Builds a synthetic legacy database of ``--rows`` Metabase cache rows (bench/legacy_synth.py:
    many testers with their own environment and perl -V, varied dists, grades, output,
@@ -33,6 +33,7 @@ import pymysql
 
 from bench.legacy_synth import load_legacy_parallel
 from schemas.legacy import convert_row
+from scripts.migrate_legacy import DEFAULT_WORKERS
 from storage.engine import create_engine
 from storage.legacy import latest_profile_rows, legacy_engine, metabase_rows_query
 from storage.migrate import upgrade
@@ -207,7 +208,7 @@ def breakdown(legacy_name: str, sample: int = 5000) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the databases (the legacy one can be reused)")
     parser.add_argument(
