@@ -33,9 +33,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 # Niceness of the workers. The old viewer made submissions time out by taking the machine;
 # this one is two processes of about one core each (the GIL) and a cached page costs
-# ~0.3 ms, and at nice 0 submissions kept their whole 200/s under the benchmark's flood of
-# 72 connections (none failed), while nice 5 starved the viewer to a third of its pages/s
-# and a p99 of 363 ms (bench/RESULTS.md). VIEWER_NICE=5 makes readers yield the CPU again.
+# ~0.3 ms. At nice 0, under the benchmark's flood of 72 connections, submissions kept
+# 91-100% of their 200/s with none failed (but waited up to seconds), while nice 5 starved
+# the viewer to a third of its pages/s and a p99 of 363 ms (bench/RESULTS.md).
+# VIEWER_NICE=5 makes readers yield the CPU to submissions again.
 nice = int(os.environ.get("VIEWER_NICE", "0"))
 
 
