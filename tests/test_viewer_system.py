@@ -84,3 +84,24 @@ def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
+
+
+def test_viewer_workers_start_the_page_cache_revalidation(config, tmp_path):
+    """``gunicorn_viewer.conf.py`` starts each worker's revalidation thread once the app is loaded."""
+    import dataclasses
+    import importlib.util
+    from types import SimpleNamespace
+
+    from app import create_viewer_app
+
+    spec = importlib.util.spec_from_file_location("gunicorn_viewer_conf", ROOT / "gunicorn_viewer.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=2.0))
+    services = application.extensions["cpantesters_viewer"]
+    conf.post_worker_init(SimpleNamespace(wsgi=application))
+    try:
+        assert services.revalidator._thread is not None and services.revalidator._thread.is_alive()
+    finally:
+        services.revalidator.stop()
+        services.engine.dispose()
