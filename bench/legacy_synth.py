@@ -10,6 +10,7 @@ realistic, not trivially perfect.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -302,7 +303,7 @@ STATS_COLUMNS = ("id", "guid", "state", "postdate", "tester", "dist", "version",
                  "osvers", "fulldate", "type", "uploadid")  # fmt: skip
 
 
-def insert_reports(cursor, count: int, seed: int = 1, batch: int = 500, part: int = 0, parts: int = 1) -> int:
+def insert_metabase_rows(cursor, count: int, seed: int = 1, batch: int = 500, part: int = 0, parts: int = 1) -> int:
     """Insert one part of the ``count`` synthetic ``metabase`` rows and their ``cpanstats``
     rows through ``cursor``; returns the cpanstats rows inserted."""
     metabase_batch: list[tuple] = []
@@ -353,19 +354,26 @@ def insert_profiles(cursor, count: int, seed: int = 1) -> int:
 def load_legacy(cursor, count: int, seed: int = 1, batch: int = 500) -> dict:
     """Insert ``count`` synthetic rows (and their profiles and cpanstats rows) into the legacy
     database the cursor is on; returns counts."""
-    stats_rows = insert_reports(cursor, count, seed, batch)
+    stats_rows = insert_metabase_rows(cursor, count, seed, batch)
     return {"metabase": count, "cpanstats": stats_rows, "profiles": insert_profiles(cursor, count, seed)}
 
 
-def _load_part(connect: dict, count: int, seed: int, batch: int, part: int, parts: int) -> int:
+@contextlib.contextmanager
+def _cursor(connect: dict):
+    """A cursor on a new autocommit connection made from ``pymysql.connect`` keywords."""
     import pymysql
 
     conn = pymysql.connect(**connect, autocommit=True, charset="utf8mb4")
     try:
         with conn.cursor() as cursor:
-            return insert_reports(cursor, count, seed, batch, part, parts)
+            yield cursor
     finally:
         conn.close()
+
+
+def _load_part(connect: dict, count: int, seed: int, batch: int, part: int, parts: int) -> int:
+    with _cursor(connect) as cursor:
+        return insert_metabase_rows(cursor, count, seed, batch, part, parts)
 
 
 def load_legacy_parallel(connect: dict, count: int, seed: int = 1, batch: int = 1000, processes: int = 2) -> dict:
@@ -373,16 +381,10 @@ def load_legacy_parallel(connect: dict, count: int, seed: int = 1, batch: int = 
     from the ``pymysql.connect`` keywords ``connect`` (the rows do not depend on it)."""
     import multiprocessing
 
-    import pymysql
-
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         stats_rows = sum(
             pool.starmap(_load_part, [(connect, count, seed, batch, part, processes) for part in range(processes)])
         )
-    conn = pymysql.connect(**connect, autocommit=True, charset="utf8mb4")
-    try:
-        with conn.cursor() as cursor:
-            profiles = insert_profiles(cursor, count, seed)
-    finally:
-        conn.close()
+    with _cursor(connect) as cursor:
+        profiles = insert_profiles(cursor, count, seed)
     return {"metabase": count, "cpanstats": stats_rows, "profiles": profiles}

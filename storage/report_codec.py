@@ -173,6 +173,15 @@ class Sightings:
         return False
 
 
+def _append_inline(parts: list, chunk: bytes) -> None:
+    """Add a chunk kept inline to a string's parts, merged with an inline part before it."""
+    text = chunk.decode("utf-8", "surrogatepass")
+    if parts and isinstance(parts[-1], str):
+        parts[-1] += text
+    else:
+        parts.append(text)
+
+
 def pack(
     doc: dict, cache=None, sightings: Sightings | None = None, version: int = FORMAT_V2
 ) -> tuple[bytes, dict[bytes, bytes]]:
@@ -195,11 +204,7 @@ def pack(
         data = text.encode("utf-8", "surrogatepass")
         for a, b in _cuts(data):
             if b - a < MIN_BLOCK:
-                chunk = data[a:b].decode("utf-8", "surrogatepass")
-                if parts and isinstance(parts[-1], str):
-                    parts[-1] += chunk
-                else:
-                    parts.append(chunk)
+                _append_inline(parts, data[a:b])
                 continue
             raw = data[a:b]
             digest = hashlib.sha256(raw).digest()
@@ -209,11 +214,7 @@ def pack(
                 and not (cache is not None and digest in cache)
                 and not sightings.seen_before(digest)
             ):
-                chunk = raw.decode("utf-8", "surrogatepass")
-                if parts and isinstance(parts[-1], str):
-                    parts[-1] += chunk
-                else:
-                    parts.append(chunk)
+                _append_inline(parts, raw)
                 continue
             if digest not in index_of:
                 index_of[digest] = len(digests)
@@ -240,8 +241,7 @@ def block_digests(report_z: bytes) -> list[bytes]:
     """The block digests a packed document refers to."""
     if report_z[0] not in (FORMAT_V1, FORMAT_V2):
         raise ValueError(f"unknown report format {report_z[0]}")
-    (count,) = struct.unpack(">H", report_z[1:3])
-    return [report_z[3 + 32 * i : 35 + 32 * i] for i in range(count)]
+    return [report_z[start : start + 32] for start in range(3, header_length(report_z), 32)]
 
 
 def unpack(report_z: bytes, blocks: dict, compressed: bool = True) -> dict:

@@ -168,10 +168,6 @@ class BlockAudit:
     missing: list[bytes] = field(default_factory=list)  # referred to, not stored: unreadable reports
     unreferenced: int = 0  # stored, referred to by no report: wasted disk
 
-    @property
-    def ok(self) -> bool:
-        return not self.missing
-
 
 HEADER_BYTES = 3 + 32 * 63
 """Bytes of ``report_z`` read per report by :func:`audit_blocks`: the header of a report
