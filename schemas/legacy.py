@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from schemas import fast_json
 from schemas.distname import DistInfo, parse_distfile
 from schemas.metabase import DISTFILE_PREFIX, GRADES, GUID_PATTERN, LEGACY_REPORT, TEST_SUMMARY
 from schemas.text import clean_profile_text, clean_text
@@ -127,7 +127,7 @@ def _unwrap(value, what: str):
         if not isinstance(value, str):
             return value
         try:
-            value = json.loads(value)
+            value = fast_json.loads(value)
         except ValueError as exc:
             raise ValueError(f"{what} is not JSON: {exc}") from exc
     if isinstance(value, str):

@@ -4,7 +4,7 @@ The bulk of a text report is the tester's ``perl -V`` and environment sections, 
 verbatim in every report a tester sends. :func:`pack` cuts every long string of the
 document into blocks at content-defined line boundaries (so that the same section cuts
 the same way whatever comes before it), keeps each block of a useful size once, keyed by
-its SHA-256 (``report_block``), and zlib-compresses the rest of the document (with a
+its SHA-256 (``report_block``), and compresses the rest of the document (with a
 preset dictionary of the usual report boilerplate) into ``test_report.report_z``.
 :func:`unpack` puts the document back together. Pure: the queries are in
 ``storage/reports.py``.
@@ -20,13 +20,14 @@ compressed (a zstd frame or a zlib stream), so a block stored by either format s
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 import threading
 import zlib
 from pathlib import Path
 
 import zstandard
+
+from schemas import fast_json
 
 FORMAT_V1 = 1
 """zlib (level 6), the first format."""
@@ -154,22 +155,36 @@ def _copy_path(doc, path):
     return root
 
 
-class Sightings:
-    """Digests of the chunks seen so far, bounded: two generations of sets, the older one
-    dropped when the newer one is full (a chunk forgotten is only kept inline once more)."""
+class RecentDigests:
+    """A bounded set of digests: two generations of sets, the older one dropped when the
+    newer one is full, so what was met or looked up lately stays in the set."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.recent: set[bytes] = set()
         self.older: set[bytes] = set()
 
-    def seen_before(self, digest: bytes) -> bool:
-        """Whether ``digest`` was seen before; remembers it."""
-        if digest in self.recent or digest in self.older:
-            return True
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self.recent or digest in self.older
+
+    def __len__(self) -> int:
+        return len(self.recent) + len(self.older)
+
+    def add(self, digest: bytes) -> None:
         if len(self.recent) >= self.limit // 2:
             self.older, self.recent = self.recent, set()
         self.recent.add(digest)
+
+    def update(self, digests) -> None:
+        for digest in digests:
+            self.add(digest)
+
+    def seen_before(self, digest: bytes) -> bool:
+        """Whether ``digest`` is in the set; adds it (the sightings of :func:`pack`: a
+        chunk forgotten is only kept inline once more)."""
+        if digest in self:
+            return True
+        self.add(digest)
         return False
 
 
@@ -183,10 +198,16 @@ def _append_inline(parts: list, chunk: bytes) -> None:
 
 
 def pack(
-    doc: dict, cache=None, sightings: Sightings | None = None, version: int = FORMAT_V2
+    doc: dict,
+    cache=None,
+    sightings: RecentDigests | None = None,
+    stored=frozenset(),
+    version: int = FORMAT_V2,
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """``(report_z, {digest: compressed block})`` for a document; ``cache`` (a mapping of
-    digest to compressed block) spares compressing a block seen before.
+    digest to compressed block) spares compressing a block seen before. A block whose
+    digest is in ``stored`` (known to be in ``report_block`` already) is referred to
+    without a body: it is neither compressed again nor returned.
 
     With ``sightings``, a chunk becomes a block only when it is met again (or is in
     ``cache``): the first time it stays inline, compressed with the rest. Most large
@@ -208,27 +229,26 @@ def pack(
                 continue
             raw = data[a:b]
             digest = hashlib.sha256(raw).digest()
-            if (
-                sightings is not None
-                and digest not in index_of
-                and not (cache is not None and digest in cache)
-                and not sightings.seen_before(digest)
-            ):
-                _append_inline(parts, raw)
-                continue
             if digest not in index_of:
+                if digest in stored:
+                    pass
+                elif (cached := cache.get(digest) if cache is not None else None) is not None:
+                    blocks[digest] = cached
+                elif sightings is None or sightings.seen_before(digest):
+                    blocks[digest] = compress(raw)
+                else:
+                    _append_inline(parts, raw)
+                    continue
                 index_of[digest] = len(digests)
                 digests.append(digest)
-                cached = cache.get(digest) if cache is not None else None
-                blocks[digest] = cached if cached is not None else compress(raw)
             parts.append(index_of[digest])
         if any(isinstance(p, int) for p in parts):
             skeleton = _copy_path(skeleton, path)
             _set(skeleton, path, "")
             splits.append([list(path), parts])
-    body = json.dumps({"d": skeleton, "s": splits}, ensure_ascii=False, separators=(",", ":"))
+    body = fast_json.dumps({"d": skeleton, "s": splits})
     head = bytes([version]) + struct.pack(">H", len(digests)) + b"".join(digests)
-    return head + compress(body.encode("utf-8", "surrogatepass")), blocks
+    return head + compress(body), blocks
 
 
 def header_length(report_z: bytes) -> int:
@@ -248,7 +268,7 @@ def unpack(report_z: bytes, blocks: dict, compressed: bool = True) -> dict:
     """The document back from ``report_z`` and its blocks (``{digest: compressed block}``,
     or ``{digest: text}`` with ``compressed=False``)."""
     digests = block_digests(report_z)
-    body = json.loads(_decompress(report_z[3 + 32 * len(digests) :]).decode("utf-8", "surrogatepass"))
+    body = fast_json.loads(_decompress(report_z[3 + 32 * len(digests) :]))
     doc = body["d"]
     texts: dict[int, str] = {}
     for path, parts in body["s"]:

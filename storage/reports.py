@@ -64,15 +64,16 @@ _BLOCK_TEXTS = _Cache(32 * 1024 * 1024)
 
 SIGHTINGS_LIMIT = 400_000
 """Chunk digests a process remembers having met once (about 40 MB at most): a chunk met
-again becomes a shared block, one met once stays inline (report_codec.Sightings)."""
-_SIGHTINGS = report_codec.Sightings(SIGHTINGS_LIMIT)
+again becomes a shared block, one met once stays inline (report_codec.pack)."""
+_SIGHTINGS = report_codec.RecentDigests(SIGHTINGS_LIMIT)
 
 
-def _packed_values(rows: list[dict]) -> tuple[list[dict], dict[bytes, bytes]]:
-    """The rows' column values with the documents packed, and every block they refer to."""
+def _packed_values(rows: list[dict], known: report_codec.RecentDigests) -> tuple[list[dict], dict[bytes, bytes]]:
+    """The rows' column values with the documents packed, and the blocks they refer to
+    that are not ``known`` to be stored already."""
     values, blocks = [], {}
     for row in rows:
-        report_z, row_blocks = report_codec.pack(row["report"], _COMPRESSED_BLOCKS, _SIGHTINGS)
+        report_z, row_blocks = report_codec.pack(row["report"], _COMPRESSED_BLOCKS, _SIGHTINGS, known)
         values.append({**row, "report": "", "report_z": report_z})
         blocks.update(row_blocks)
     for digest, body in blocks.items():
@@ -85,14 +86,15 @@ _KNOWN_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 deleted, so a block seen once needs no look-up again: most submissions repeat a
 tester's blocks and then touch ``report_block`` not at all."""
 
-KNOWN_BLOCKS_LIMIT = 200_000
-"""Digests remembered per engine (32 bytes each) before the set starts over."""
+KNOWN_BLOCKS_LIMIT = 400_000
+"""Digests remembered per engine (about 40 MB at most); the least recently met are
+forgotten first, and a forgotten block costs one look-up when it is met again."""
 
 
-def _known_blocks(engine: sa.Engine) -> set:
-    known = _KNOWN_BLOCKS.setdefault(engine, set())
-    if len(known) > KNOWN_BLOCKS_LIMIT:
-        known.clear()
+def _known_blocks(engine: sa.Engine) -> report_codec.RecentDigests:
+    known = _KNOWN_BLOCKS.get(engine)
+    if known is None:
+        known = _KNOWN_BLOCKS[engine] = report_codec.RecentDigests(KNOWN_BLOCKS_LIMIT)
     return known
 
 
@@ -120,7 +122,7 @@ def _store_blocks(conn: sa.Connection, blocks: dict[bytes, bytes]) -> list[bytes
 
 def store_report(engine: sa.Engine, row: dict) -> Stored:
     """Insert one ``test_report`` row (with ``report`` as a dict) in its own transaction."""
-    (values,), blocks = _packed_values([row])
+    (values,), blocks = _packed_values([row], _known_blocks(engine))
     try:
         with engine.begin() as conn:
             written = _store_blocks(conn, blocks)
@@ -149,7 +151,7 @@ def insert_reports(conn: sa.Connection, rows: list[dict]) -> None:
     rows = [row for row in rows if row["guid"] not in stored]
     if not rows:
         return
-    values, blocks = _packed_values(rows)
+    values, blocks = _packed_values(rows, _known_blocks(conn.engine))
     _store_blocks(conn, blocks)
     if conn.dialect.name == "mysql":
         stmt = mysql_insert(test_report).on_duplicate_key_update(guid=test_report.c.guid)

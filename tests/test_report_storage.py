@@ -49,7 +49,7 @@ def test_chunk_boundaries_do_not_depend_on_what_comes_before():
 def test_a_large_chunk_met_once_stays_inline_and_becomes_a_block_when_met_again():
     by_guid = {row["guid"]: row["report"] for row in DOCS}
     first, second = by_guid["166d274a-ff14-11e6-9865-4c569e5b62e3"], by_guid["1390cefa-ff14-11e6-9865-4c569e5b62e3"]
-    sightings = report_codec.Sightings(1000)
+    sightings = report_codec.RecentDigests(1000)
     packed_one, blocks_one = report_codec.pack(first, None, sightings)
     packed_two, blocks_two = report_codec.pack(second, None, sightings)
     assert blocks_one == {}  # nothing met before: all of it compressed with the rest
@@ -58,8 +58,26 @@ def test_a_large_chunk_met_once_stays_inline_and_becomes_a_block_when_met_again(
     assert report_codec.unpack(packed_two, blocks_two) == second
 
 
+def test_a_block_known_to_be_stored_is_referred_to_without_being_compressed_again():
+    by_guid = {row["guid"]: row["report"] for row in DOCS}
+    first, second = by_guid["166d274a-ff14-11e6-9865-4c569e5b62e3"], by_guid["1390cefa-ff14-11e6-9865-4c569e5b62e3"]
+    _, blocks_one = report_codec.pack(first)
+    packed, blocks_two = report_codec.pack(second, stored=set(blocks_one))
+    shared = set(report_codec.block_digests(packed)) & set(blocks_one)
+    assert shared and not shared & set(blocks_two)
+    assert report_codec.unpack(packed, {**blocks_one, **blocks_two}) == second
+
+
+def test_a_document_with_lone_surrogates_packs_and_unpacks_to_itself():
+    doc = copy.deepcopy(DOCS[0]["report"])
+    doc["reporter"]["name"] = "broken \ud800 client"
+    doc["result"]["output"]["uncategorized"] += "\udcff tail"
+    packed, blocks = report_codec.pack(doc)
+    assert report_codec.unpack(packed, blocks) == doc
+
+
 def test_sightings_stay_bounded_and_forget_the_oldest_first():
-    sightings = report_codec.Sightings(4)
+    sightings = report_codec.RecentDigests(4)
     for digest in (b"a", b"b", b"c", b"d", b"e"):
         assert not sightings.seen_before(digest)
     assert len(sightings.recent) + len(sightings.older) <= 4
