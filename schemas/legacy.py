@@ -140,16 +140,26 @@ def _fact_type(name: str) -> str:
 
 
 def decode_report_column(blob: bytes | str) -> dict:
-    return _decode_facts(_text(inflate(blob)))
+    return _decode_facts(inflate(blob))
 
 
-def _decode_facts(text: str) -> dict:
+def _column_json(raw: bytes):
+    """The inflated ``report`` column parsed, straight from its UTF-8 bytes; bytes that
+    are not UTF-8 (or JSON only the standard library reads) take ``_text``'s way."""
+    try:
+        value = fast_json.loads(raw)
+    except ValueError:
+        value = _text(raw)
+    return _unwrap(value, "report column")
+
+
+def _decode_facts(raw: bytes) -> dict:
     """The facts of a ``report`` column by type (``CPAN-Testers-Fact-LegacyReport``...), contents decoded.
 
     Top-level keys that are not facts (``resource``, ``creator`` in some 2010 rows) are
     kept under their own name.
     """
-    data = _unwrap(text, "report column")
+    data = _column_json(raw)
     if not isinstance(data, dict):
         raise ValueError("report column is not a JSON object")
     facts = {}
@@ -226,7 +236,7 @@ def convert_row(
         raise LegacyRowError(guid or "?", "row guid is not a GUID")
     try:
         raw = inflate(report_blob)
-        facts = _decode_facts(_text(raw))
+        facts = _decode_facts(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LegacyRowError(guid, str(exc)) from exc
     legacy_fact = facts.get(LEGACY_REPORT)

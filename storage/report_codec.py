@@ -125,16 +125,25 @@ def _cuts(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def _long_strings(node, path: tuple):
-    if isinstance(node, str):
-        if len(node) >= SPLIT_MIN_LENGTH:
-            yield path, node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _long_strings(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _long_strings(value, (*path, index))
+def _long_strings(doc) -> list[tuple[tuple, str]]:
+    """``(path, string)`` of every string of the document at least ``SPLIT_MIN_LENGTH`` long."""
+    found = []
+    stack: list[tuple[tuple, object]] = [((), doc)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            items = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        for key, value in items:
+            if isinstance(value, str):
+                if len(value) >= SPLIT_MIN_LENGTH:
+                    found.append(((*path, key), value))
+            elif isinstance(value, dict | list):
+                stack.append(((*path, key), value))
+    return found
 
 
 def _set(doc, path, value):
@@ -188,13 +197,25 @@ class RecentDigests:
         return False
 
 
-def _append_inline(parts: list, chunk: bytes) -> None:
-    """Add a chunk kept inline to a string's parts, merged with an inline part before it."""
-    text = chunk.decode("utf-8", "surrogatepass")
-    if parts and isinstance(parts[-1], str):
-        parts[-1] += text
-    else:
-        parts.append(text)
+def _parts(data: bytes, pieces: list) -> list:
+    """A string's parts: block indexes as they are, each run of adjacent inline byte
+    ranges ``(start, end)`` decoded as one string."""
+    parts: list = []
+    run_start = None
+    run_end = 0
+    for piece in pieces:
+        if isinstance(piece, int):
+            if run_start is not None:
+                parts.append(data[run_start:run_end].decode("utf-8", "surrogatepass"))
+                run_start = None
+            parts.append(piece)
+        else:
+            if run_start is None:
+                run_start = piece[0]
+            run_end = piece[1]
+    if run_start is not None:
+        parts.append(data[run_start:run_end].decode("utf-8", "surrogatepass"))
+    return parts
 
 
 def pack(
@@ -220,12 +241,12 @@ def pack(
     blocks: dict[bytes, bytes] = {}
     splits = []
     skeleton = doc
-    for path, text in list(_long_strings(doc, ())):
-        parts: list = []
+    for path, text in _long_strings(doc):
+        pieces: list = []  # block indexes, and (start, end) byte ranges kept inline
         data = text.encode("utf-8", "surrogatepass")
         for a, b in _cuts(data):
             if b - a < MIN_BLOCK:
-                _append_inline(parts, data[a:b])
+                pieces.append((a, b))
                 continue
             raw = data[a:b]
             digest = hashlib.sha256(raw).digest()
@@ -237,15 +258,15 @@ def pack(
                 elif sightings is None or sightings.seen_before(digest):
                     blocks[digest] = compress(raw)
                 else:
-                    _append_inline(parts, raw)
+                    pieces.append((a, b))
                     continue
                 index_of[digest] = len(digests)
                 digests.append(digest)
-            parts.append(index_of[digest])
-        if any(isinstance(p, int) for p in parts):
+            pieces.append(index_of[digest])
+        if any(isinstance(p, int) for p in pieces):  # else the string stays in the skeleton whole
             skeleton = _copy_path(skeleton, path)
             _set(skeleton, path, "")
-            splits.append([list(path), parts])
+            splits.append([list(path), _parts(data, pieces)])
     body = fast_json.dumps({"d": skeleton, "s": splits})
     head = bytes([version]) + struct.pack(">H", len(digests)) + b"".join(digests)
     return head + compress(body), blocks

@@ -101,6 +101,18 @@ def test_uncompressed_report_columns_are_read_as_they_are():
     assert TEST_SUMMARY in decode_report_column(row["report"])
 
 
+def test_a_report_column_in_latin1_bytes_is_read_as_latin1():
+    row = ROWS[0]
+    text = (
+        zlib.decompress(row["report"])
+        .decode("utf-8")
+        .replace("This distribution", "Ce r\u00e9sultat: this distribution", 1)
+    )
+    blob = zlib.compress(text.encode("latin-1"))  # \xe9 alone: not UTF-8
+    doc = convert_row(row["guid"], row["updated"], blob, PROFILES).row["report"]
+    assert doc["result"]["output"]["uncategorized"].startswith("Ce r\u00e9sultat: this distribution")
+
+
 def test_outfile_dump_of_a_report_blob_inflates_to_the_decoded_fixture():
     facts = decode_report_column(read_outfile_blob(FIXTURES / "api-report.outfile"))
     assert facts[LEGACY_REPORT]["metadata"]["core"]["resource"] == "cpan:///distfile/MLEHMANN/Crypt-Ed25519-1.04.tar.gz"
