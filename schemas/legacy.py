@@ -19,11 +19,12 @@ import dataclasses
 import hashlib
 import html
 import re
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+
+from zlib_ng import zlib_ng
 
 from schemas import fast_json
 from schemas.distname import DistInfo, parse_distfile
@@ -82,13 +83,16 @@ def _text(value) -> str:
 
 
 def inflate(blob: bytes | str) -> bytes:
-    """The ``report`` column inflated; rows that were stored uncompressed come back as they are."""
+    """The ``report`` column inflated; rows that were stored uncompressed come back as they are.
+
+    zlib-ng inflates the same streams in about half the time of the standard ``zlib``
+    (every legacy row goes through here)."""
     if isinstance(blob, str):
         blob = blob.encode("latin-1") if all(ord(c) < 256 for c in blob) else blob.encode("utf-8")
     blob = bytes(blob)
     try:
-        return zlib.decompress(blob)
-    except zlib.error:
+        return zlib_ng.decompress(blob)
+    except zlib_ng.error:
         return blob
 
 
