@@ -28,7 +28,7 @@ from zlib_ng import zlib_ng
 
 from schemas import fast_json
 from schemas.distname import DistInfo, parse_distfile
-from schemas.metabase import DISTFILE_PREFIX, GRADES, GUID_PATTERN, LEGACY_REPORT, TEST_SUMMARY
+from schemas.metabase import DISTFILE_PREFIX, GRADES, GUID_PATTERN, LEGACY_REPORT, TEST_SUMMARY, fact_guids
 from schemas.text import clean_profile_text, clean_text
 from schemas.translate import UNKNOWN_REPORTER, index_columns, iso_z, strip_v
 from schemas.v3 import PERL5
@@ -282,7 +282,7 @@ def convert_row(
 
     lookup = profiles if callable(profiles) else profiles.get
     profile = lookup(creator.lower()) if isinstance(creator, str) else None
-    doc = legacy_to_v3(guid, core, content, distfile, info, created, profile)
+    doc = legacy_to_v3(guid, core, content, distfile, info, created, profile, fact_guids(facts.values()))
     row = {
         "guid": guid,
         "created": created,
@@ -317,7 +317,9 @@ def _clean(text: str) -> str:
     return text if text.isascii() else clean_text(text)
 
 
-def legacy_to_v3(guid: str, core: dict, legacy: dict, distfile: str, dist: DistInfo, created: datetime, profile):
+def legacy_to_v3(
+    guid: str, core: dict, legacy: dict, distfile: str, dist: DistInfo, created: datetime, profile, guids: dict
+):
     """The v3 document of a legacy row: exactly what ``schemas.translate.metabase_to_v3``
     makes of the same report received at ``created`` (a test holds them equal), built
     here to skip its text repair on ASCII text, the bulk of a migration's CPU."""
@@ -343,5 +345,6 @@ def legacy_to_v3(guid: str, core: dict, legacy: dict, distfile: str, dist: DistI
             "creation_time": core.get("creation_time"),
             "update_time": core.get("update_time"),
             "resource": core.get("resource"),
+            "fact_guids": guids,
         },
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
@@ -94,6 +94,8 @@ class MetabaseReport:
     distfile: str
     dist: DistInfo
     sha256: str
+    fact_guids: dict[str, str] = field(default_factory=dict)
+    """Each member fact's own GUID by fact type (the viewer's legacy JSON shows them)."""
 
     @property
     def creator_guid(self) -> str | None:
@@ -167,6 +169,19 @@ def _fact_type(raw) -> str | None:
         return None
 
 
+def fact_guids(facts) -> dict[str, str]:
+    """``{fact type: its GUID}`` of the member facts that carry both (lower-cased GUIDs)."""
+    found = {}
+    for fact in facts:
+        try:
+            core = fact["metadata"]["core"]
+        except (KeyError, TypeError):
+            continue
+        if isinstance(core, dict) and isinstance(core.get("type"), str) and is_guid(core.get("guid")):
+            found[core["type"]] = core["guid"].lower()
+    return found
+
+
 def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     outer = load_fact(parse_json(body), "")
     core = outer["metadata"]["core"]
@@ -218,6 +233,7 @@ def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
         distfile=distfile,
         dist=info,
         sha256=canonical_sha256(decoded),
+        fact_guids=fact_guids(decoded_facts),
     )
 
 

@@ -51,13 +51,17 @@ def to_metabase_struct(doc: dict, distfile: str, creator: str | None) -> dict:
         "archname": language.get("archname", ""),
         "perl_version": language.get("version", ""),
     }
+    # Each member fact keeps its own GUID where the document recorded it (reports stored
+    # before it did show the report's GUID there).
+    guids = (doc.get("metabase") or {}).get("fact_guids") or {}
+
+    def member(fact_type: str) -> dict:
+        return {**core, "type": fact_type, "guid": guids.get(fact_type, core["guid"])}
+
     return {
         "metadata": {"core": core},
         "content": [
-            {
-                "metadata": {"core": {**core, "type": LEGACY_REPORT}},
-                "content": {**summary, "textreport": text_report(doc)},
-            },
-            {"metadata": {"core": {**core, "type": TEST_SUMMARY}}, "content": summary},
+            {"metadata": {"core": member(LEGACY_REPORT)}, "content": {**summary, "textreport": text_report(doc)}},
+            {"metadata": {"core": member(TEST_SUMMARY)}, "content": summary},
         ],
     }

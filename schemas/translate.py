@@ -60,6 +60,7 @@ def metabase_to_v3(
             "creation_time": report.core.get("creation_time"),
             "update_time": report.core.get("update_time"),
             "resource": report.core.get("resource"),
+            "fact_guids": report.fact_guids,
         },
     }
 

@@ -95,6 +95,14 @@ def test_the_row_guid_wins_over_the_fact_guids():
     assert convert_row(row["guid"].upper(), row["updated"], row["report"], PROFILES).guid == row["guid"]
 
 
+def test_the_facts_own_guids_are_kept_for_the_legacy_json_view():
+    row = ROWS[0]
+    facts = decode_report_column(row["report"])
+    doc = convert_row(row["guid"], row["updated"], row["report"], PROFILES).row["report"]
+    assert doc["metabase"]["fact_guids"][LEGACY_REPORT] == facts[LEGACY_REPORT]["metadata"]["core"]["guid"]
+    assert doc["metabase"]["fact_guids"][TEST_SUMMARY] == facts[TEST_SUMMARY]["metadata"]["core"]["guid"]
+
+
 def test_uncompressed_report_columns_are_read_as_they_are():
     row = next(r for r in ROWS if r["source"] == "metabase.sql")
     assert inflate(row["report"]) == row["report"]
@@ -200,7 +208,7 @@ def test_a_row_without_a_usable_date_is_an_error():
 @pytest.mark.parametrize("row", ROWS, ids=[r["guid"] for r in ROWS])
 def test_the_document_is_exactly_what_the_intake_translation_makes_of_the_same_report(row):
     from schemas.distname import parse_distfile
-    from schemas.metabase import MetabaseReport
+    from schemas.metabase import MetabaseReport, fact_guids
     from schemas.translate import metabase_to_v3
 
     columns = convert_row(row["guid"], row["updated"], row["report"], PROFILES).row
@@ -218,6 +226,7 @@ def test_the_document_is_exactly_what_the_intake_translation_makes_of_the_same_r
         distfile=doc["distribution"]["path"],
         dist=parse_distfile(doc["distribution"]["path"]),
         sha256="",
+        fact_guids=fact_guids(facts.values()),
     )
     expected = metabase_to_v3(report, columns["created"], profile and profile.fullname, profile and profile.email)
     assert doc == expected

@@ -68,13 +68,6 @@ def statements(viewer_app) -> list[str]:
     return seen
 
 
-def _without_fact_guids(struct: dict) -> dict:
-    struct = json.loads(json.dumps(struct))
-    for fact in struct["result"]["content"]:
-        fact["metadata"]["core"].pop("guid")
-    return struct
-
-
 def test_json_form_matches_the_real_upstream_sample(viewer_app, viewer):
     engine = engine_of(viewer_app)
     add_user(engine, SAMPLE_CREATOR, "Doug Bell", "doug@example.com")
@@ -83,8 +76,13 @@ def test_json_form_matches_the_real_upstream_sample(viewer_app, viewer):
     response = viewer.get(f"/cpan/report/{guid}?json=1")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
-    # The facts of the sample have GUIDs of their own, which a v3 document does not keep.
-    assert _without_fact_guids(response.get_json()) == _without_fact_guids(SAMPLE)
+    assert response.get_json() == SAMPLE
+
+
+def test_json_form_of_a_report_stored_without_fact_guids_repeats_the_report_guid(viewer_app, viewer):
+    guid = store_document(engine_of(viewer_app), make_document(**{"metabase.fact_guids": None}))
+    facts = viewer.get(f"/cpan/report/{guid}?json=1").get_json()["result"]["content"]
+    assert [fact["metadata"]["core"]["guid"] for fact in facts] == [guid, guid]
 
 
 def test_json_form_of_an_unknown_report_is_a_200_with_success_0(viewer):
@@ -249,6 +247,13 @@ def test_the_real_clients_report_is_viewable_at_once_in_all_three_forms(app, cli
     assert data["success"] == "1"
     assert data["result"]["metadata"]["core"]["guid"] == guid
     assert data["result"]["metadata"]["core"]["resource"].startswith("cpan:///distfile/")
+    sent = json.loads(captures.load("01-ok")[0].body)
+    sent_guids = {
+        fact["metadata"]["core"]["type"]: fact["metadata"]["core"]["guid"] for fact in json.loads(sent["content"])
+    }
+    assert {
+        fact["metadata"]["core"]["type"]: fact["metadata"]["core"]["guid"] for fact in data["result"]["content"]
+    } == {kind: sent_guids[kind] for kind in ("CPAN-Testers-Fact-LegacyReport", "CPAN-Testers-Fact-TestSummary")}
 
 
 def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester_change(clocked):

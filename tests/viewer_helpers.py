@@ -39,6 +39,12 @@ def sample_document() -> dict:
         },
         "distribution": {"name": "Yancy", "version": "1.004", "path": "PREACTION/Yancy-1.004.tar.gz"},
         "result": {"grade": SAMPLE_FACT["grade"], "output": {"uncategorized": SAMPLE_FACT["textreport"]}},
+        "metabase": {
+            "fact_guids": {
+                fact["metadata"]["core"]["type"]: fact["metadata"]["core"]["guid"]
+                for fact in SAMPLE["result"]["content"]
+            }
+        },
     }
 
 
