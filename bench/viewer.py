@@ -303,7 +303,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections on report pages")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
-    parser.add_argument("--viewer-threads", type=int, default=4)
+    parser.add_argument("--viewer-threads", type=int, default=None, help="VIEWER_THREADS (default: the config's)")
     parser.add_argument("--viewer-nice", type=int, default=None, help="VIEWER_NICE (default: the config's)")
     parser.add_argument(
         "--open-rate", type=int, default=1000, help="pages per second of the open-loop phases (0: skip them)"
@@ -339,17 +339,19 @@ def main() -> None:
             LOG_LEVEL="WARNING",
             WEB_CONCURRENCY=str(args.web_workers),
             VIEWER_WORKERS=str(args.viewer_workers),
-            VIEWER_THREADS=str(args.viewer_threads),
         )
         if args.viewer_nice is not None:
             env["VIEWER_NICE"] = str(args.viewer_nice)
+        if args.viewer_threads is not None:
+            env["VIEWER_THREADS"] = str(args.viewer_threads)
         web, web_port = start_gunicorn("gunicorn.conf.py", "wsgi:app", env, tmp / "web.log")
         processes.append(web)
         viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
         processes.append(viewer)
         print(
             f"machine: {os.cpu_count()} cores (shared); web: {args.web_workers} sync workers; viewer: "
-            f"{args.viewer_workers} gthread workers x {args.viewer_threads} threads; {args.duration}s per phase"
+            f"{args.viewer_workers} gthread workers x {env.get('VIEWER_THREADS', 'the default')} threads; "
+            f"{args.duration}s per phase"
         )
         # warm both apps (imports, connection pools) and the viewer's page caches: the
         # phases measure the steady state, every page of the set rendered in both workers
