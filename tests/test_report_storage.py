@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bench.legacy_synth import synth_reports
 from schemas.legacy import convert_row
 from storage import report_codec
-from storage.reports import encode_document, insert_reports, latest_reports, load_report, store_report
+from storage.reports import audit_blocks, encode_document, insert_reports, latest_reports, load_report, store_report
 from storage.tables import report_block, test_report
 from tests.legacy_fixtures import metabase_rows
 
@@ -177,6 +177,23 @@ def test_batch_insert_packs_too_and_leaves_known_rows_alone(backend):
             d for z in conn.execute(sa.select(test_report.c.report_z)).scalars() for d in report_codec.block_digests(z)
         }
     assert blocks == len(refs)  # every block referred to, none twice
+    engine.dispose()
+
+
+def test_blocks_forgotten_by_a_small_known_set_are_looked_up_again_never_lost(backend, monkeypatch):
+    from storage import reports
+
+    monkeypatch.setattr(reports, "KNOWN_BLOCKS_LIMIT", 4)
+    engine = backend.engine()
+    rows = [convert_row(r["guid"], r["updated"], r["report"], {}).row for r in synth_reports(40, seed=11, testers=3)]
+    for row in rows:
+        store_report(engine, row)
+    assert len(reports._known_blocks(engine)) <= 4
+    with engine.connect() as conn:
+        for row in rows:
+            assert load_report(conn, row["guid"])["report"] == row["report"]
+        audit = audit_blocks(conn)
+    assert audit.referenced > 4 and audit.missing == [] and audit.unreferenced == 0
     engine.dispose()
 
 
