@@ -375,28 +375,14 @@ def main() -> None:
         # service time without queueing: a few connections only
         results["viewer at 4 connections"] = {"pages": run_wrk(viewer_port, str(pages), 4, 10, str(script))}
         time.sleep(2)
-        both: dict = {}
-        viewer_thread = threading.Thread(
-            target=lambda: both.update(_viewer_phase(viewer_port, pages, api, script, args))
-        )
-        viewer_thread.start()
-        time.sleep(0.5)
-        both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
-        viewer_thread.join()
-        results["both"] = both
+        results["both"] = _with_submissions(web_port, viewer_port, pages, api, script, args)
         if args.open_rate:
             time.sleep(2)
             results["open loop alone"] = _viewer_phase(viewer_port, pages, api, script, args, open_loop=True)
             time.sleep(2)
-            both = {}
-            viewer_thread = threading.Thread(
-                target=lambda: both.update(_viewer_phase(viewer_port, pages, api, script, args, open_loop=True))
+            results["open loop with submissions"] = _with_submissions(
+                web_port, viewer_port, pages, api, script, args, open_loop=True
             )
-            viewer_thread.start()
-            time.sleep(0.5)
-            both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
-            viewer_thread.join()
-            results["open loop with submissions"] = both
         print(json.dumps(results, indent=2))
         alone, loaded = results["submissions alone"]["submit"], results["both"]["submit"]
         kept = loaded["accepted_per_s"] / alone["accepted_per_s"] * 100 if alone["accepted_per_s"] else 0
@@ -422,6 +408,20 @@ def main() -> None:
             stop(process)
         drop_database(name)
         redis.Redis.from_url(redis_url).flushdb()
+
+
+def _with_submissions(web_port: int, viewer_port: int, pages: Path, api: Path, script: Path, args, open_loop=False):
+    """A viewer phase (:func:`_viewer_phase`) with submissions at ``--rate`` running
+    alongside; the submissions' figures under ``"submit"``."""
+    both: dict = {}
+    viewer_thread = threading.Thread(
+        target=lambda: both.update(_viewer_phase(viewer_port, pages, api, script, args, open_loop=open_loop))
+    )
+    viewer_thread.start()
+    time.sleep(0.5)
+    both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
+    viewer_thread.join()
+    return both
 
 
 def run_open_loop(port: int, paths_file: str, rate: int, connections: int, duration: int) -> dict:

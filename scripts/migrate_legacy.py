@@ -31,9 +31,10 @@ from storage.legacy import COPIED_TABLES, legacy_engine
 logger = logging.getLogger("scripts.migrate_legacy")
 
 DEFAULT_WORKERS = min((os.cpu_count() or 1) + 1, 16)
-"""One process more than cores: the cores stay busy while a process waits on a database
-(1,000,000 rows on 2 cores: 3,100 rows/s with 2 processes, 3,375 with 3). At most the 16
-GUID ranges."""
+"""One process more than cores, so the cores stay busy while a process waits on a
+database (1,000,000 rows on 2 cores: 3,375 against 3,100 rows/s with the first code; about
+even, 5,396 against 5,423, once the conversion got cheaper; bench/RESULTS.md). At most
+the 16 GUID ranges."""
 
 
 def _engines(args):
