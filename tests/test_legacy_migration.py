@@ -178,9 +178,12 @@ def test_a_report_that_arrived_through_the_api_is_not_touched(backend, legacy_ur
 def test_sigkill_mid_run_then_rerun_resumes_without_duplicates_or_changes(backend, legacy_url, tmp_path):
     command = [
         sys.executable, "-m", "scripts.migrate_legacy", "--legacy-url", legacy_url, "--database-url",
-        backend.database_url, "migrate", "--workers", "2", "--batch", "20", "--quiet", "--skip-tables",
+        backend.database_url, "migrate", "--workers", "2", "--batch", "1", "--quiet", "--skip-tables",
         "--errors", str(tmp_path / "errors.jsonl"),
     ]  # fmt: skip
+    # One row per page: hundreds of commits, so the run lasts long enough for the kill to
+    # land mid-run however fast the conversion is (with 20 rows a page it once finished
+    # between two polls).
     process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
     engine = backend.engine()
     deadline = time.monotonic() + 60
@@ -188,9 +191,9 @@ def test_sigkill_mid_run_then_rerun_resumes_without_duplicates_or_changes(backen
     while time.monotonic() < deadline and process.poll() is None:
         with engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar()
-        if count >= 100:
+        if count >= 30:
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     time.sleep(0.2)
