@@ -18,6 +18,7 @@ workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count()))
 # page views waiting for a thread; with 8, pages/s alone rose by a quarter and the CPU per
 # request fell from ~0.3 to 0.24 ms (16 gave no more; bench/RESULTS.md).
 worker_class = os.environ.get("VIEWER_WORKER_CLASS", "gthread")
+# The app's own VIEWER_THREADS setting (settings.py), so that its pool has a connection each.
 threads = int(os.environ.get("VIEWER_THREADS", "8"))
 timeout = int(os.environ.get("VIEWER_TIMEOUT", "30"))
 keepalive = 5

@@ -67,6 +67,11 @@ class Settings:
         " database (rechecked in the background while in use), so a changed author or tester shows within it;"
         " 0 checks on every view.",
     )
+    VIEWER_THREADS: int = setting(
+        8,
+        "Threads per viewer process for everything but fresh cached pages (page renders, the read API,"
+        " /openapi.json): the requests that may wait for the database.",
+    )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")
     ADMIN_PASSWORD_HASH: str = setting(
