@@ -1,6 +1,6 @@
 """gunicorn settings for the viewer app (``viewer`` in the Procfile), its own process group.
 
-Each is overridable by env (``VIEWER_WORKERS``, ``VIEWER_THREADS``, ...), separately from
+Each is overridable by env (``VIEWER_WORKERS``, ``VIEWER_NICE``, ...), separately from
 the web app's, so that a flood of report readers cannot take workers from submissions.
 """
 
@@ -8,18 +8,14 @@ import multiprocessing
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8001')}"
-# One process per core: a cached page view is ~0.3 ms of Python CPU, mostly gunicorn's
-# HTTP handling (the answer comes from the per-process page cache without Flask or a
-# query), so more processes than cores add no throughput, only page caches to fill and
-# revalidate, and memory (bench/RESULTS.md).
+# One process per core: a cached page view is answered on the worker's event loop from its
+# page cache (app/viewer_front.py), so a process is busy about one core, and more of them
+# add only page caches to fill and revalidate, and memory (bench/RESULTS.md).
 workers = int(os.environ.get("VIEWER_WORKERS", multiprocessing.cpu_count()))
-# Threads: keep-alive clients need not pin a process. 8 rather than 4: a read-API answer
-# holds its thread ~1 ms of CPU plus its queries, and with 4 threads a few of them left
-# page views waiting for a thread; with 8, pages/s alone rose by a quarter and the CPU per
-# request fell from ~0.3 to 0.24 ms (16 gave no more; bench/RESULTS.md).
-worker_class = os.environ.get("VIEWER_WORKER_CLASS", "gthread")
-# The app's own VIEWER_THREADS setting (settings.py), so that its pool has a connection each.
-threads = int(os.environ.get("VIEWER_THREADS", "8"))
+# uvicorn's gunicorn worker (C HTTP parser, libuv loop) serving the ASGI front: gthread
+# spent ~70 % of a cached page view in Python request handling. Slow or idle keep-alive
+# clients cost no thread either. Requests that need Flask run in VIEWER_THREADS threads.
+worker_class = "uvicorn_worker.UvicornWorker"
 timeout = int(os.environ.get("VIEWER_TIMEOUT", "30"))
 keepalive = 5
 # A listening socket per worker (SO_REUSEPORT): the kernel spreads connections over the

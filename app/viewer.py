@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -432,6 +432,10 @@ def _answer(ident: str, form: str) -> viewer_http.Rendered | None:
     """The rendered answer (from the page cache when still valid), or None: not found."""
     services = read_services()
     pages = services.pages
+    if is_guid(ident):
+        rendered = pages.fresh((ident.lower(), form))
+        if rendered is not None:
+            return rendered
     try:
         checked = pages.clock()
         with services.engine.connect() as conn:
@@ -470,45 +474,44 @@ def view_report(ident: str):
 FAST_FORMS = {"": "html", "raw=1": "raw", "json=1": "json"}
 """Query strings of the forms the direct path serves (any other goes through Flask)."""
 REPORT_PATH = re.compile(r"/(?:cpan/)?report/(" + GUID_PATTERN.pattern.strip("^$") + ")", re.I)
-STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
 
 
-class CachedPages:
-    """WSGI middleware in front of the viewer app: a GET of ``/cpan/report/<GUID>`` or
-    ``/report/<GUID>`` (plain, ``?raw=1`` or ``?json=1``) whose answer is in the page
-    cache and fresh (:meth:`PageCache.fresh`) is answered here, with the same status,
-    headers and bytes that the Flask route sends (:func:`viewer_http.answer`, plus the
-    CORS headers), without a Flask request context or a database query. Everything
-    else, and every miss, goes to the app."""
-
-    def __init__(self, app, services: ViewerServices):
-        self.app, self.services = app, services
-
-    def __call__(self, environ, start_response) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "GET":
-            form = FAST_FORMS.get(environ.get("QUERY_STRING", ""))
-            match = REPORT_PATH.fullmatch(environ.get("PATH_INFO", "")) if form else None
-            rendered = self.services.pages.fresh((match.group(1).lower(), form)) if match else None
-            if rendered is not None:
-                config = self.services.settings
-                status, headers, data = viewer_http.answer(
-                    rendered,
-                    FORMS[form],
-                    config.VIEWER_MAX_AGE,
-                    environ.get("HTTP_IF_NONE_MATCH"),
-                    environ.get("HTTP_ACCEPT_ENCODING"),
-                )
-                if status == 200:
-                    headers.append(("Content-Length", str(len(data))))
-                headers.extend(viewer_http.CORS_HEADERS.items())
-                start_response(STATUS_LINES[status], headers)
-                return [data]
-        return self.app(environ, start_response)
+def cached_answer(
+    services: ViewerServices,
+    method: str,
+    path: str,
+    query: str,
+    if_none_match: str | None,
+    accept_encoding: str | None,
+) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The status, headers and body of a request for a report page whose answer is in
+    the page cache and fresh (:meth:`PageCache.fresh`), exactly as the Flask route would
+    send them (:func:`viewer_http.answer`, plus the CORS headers), or None: the request
+    goes to the route. Only a GET of ``/cpan/report/<GUID>`` or ``/report/<GUID>``, plain,
+    ``?raw=1`` or ``?json=1``, is answered so, without a Flask request context or a
+    database query."""
+    if method != "GET":
+        return None
+    form = FAST_FORMS.get(query)
+    match = REPORT_PATH.fullmatch(path) if form else None
+    rendered = services.pages.fresh((match.group(1).lower(), form)) if match else None
+    if rendered is None:
+        return None
+    config = services.settings
+    status, headers, data = viewer_http.answer(
+        rendered, FORMS[form], config.VIEWER_MAX_AGE, if_none_match, accept_encoding
+    )
+    if status == 200:
+        headers.append(("Content-Length", str(len(data))))
+    headers.extend(viewer_http.CORS_HEADERS.items())
+    return status, headers, data
 
 
-def start_revalidation(app: Flask) -> bool:
-    """Start the page cache's revalidation thread of this process (a gunicorn worker)."""
-    return app.extensions[EXTENSION_KEY].revalidator.start()
+def start_revalidation(app) -> bool:
+    """Start the page cache's revalidation thread of this process (a gunicorn worker);
+    ``app`` is the viewer's Flask app or its ASGI front (:mod:`app.viewer_front`)."""
+    flask = getattr(app, "flask", app)
+    return flask.extensions[EXTENSION_KEY].revalidator.start()
 
 
 def read_engine(url: str, connect_timeout: int, threads: int) -> sa.Engine:
@@ -546,5 +549,4 @@ def init_app(app: Flask, config: settings_module.Settings) -> ViewerServices:
     app.extensions[EXTENSION_KEY] = services
     app.register_blueprint(viewer)
     viewer_http.init_app(app)
-    app.wsgi_app = CachedPages(app.wsgi_app, services)
     return services

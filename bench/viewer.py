@@ -350,7 +350,7 @@ def main() -> None:
         processes.append(viewer)
         print(
             f"machine: {os.cpu_count()} cores (shared); web: {args.web_workers} sync workers; viewer: "
-            f"{args.viewer_workers} gthread workers x {env.get('VIEWER_THREADS', 'the default')} threads; "
+            f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads each; "
             f"{args.duration}s per phase"
         )
         # warm both apps (imports, connection pools) and the viewer's page caches: the

@@ -8,9 +8,13 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from flask import request
 
 from app import create_viewer_app
+from app.viewer_front import STREAM_AFTER_BYTES, ViewerFront
+from storage.tables import uploads
 from tests import captures
+from tests.asgi_client import asgi_request, lifespan
 from tests.helpers import register_profile, replay
 from tests.viewer_helpers import (
     SAMPLE,
@@ -258,7 +262,7 @@ def test_the_real_clients_report_is_viewable_at_once_in_all_three_forms(app, cli
 
 def test_page_cache_never_serves_a_stale_answer_when_the_report_author_or_tester_change(clocked):
     """Past the revalidation window (at once with ``VIEWER_REVALIDATE_SECONDS=0``)."""
-    from storage.tables import metabase_user, test_report, uploads
+    from storage.tables import metabase_user, test_report
 
     viewer_app, viewer, later = clocked
     engine = engine_of(viewer_app)
@@ -365,7 +369,6 @@ def test_within_the_revalidation_window_a_cached_answer_is_served_without_a_quer
 
 def test_a_revalidation_round_keeps_answers_in_use_fresh_and_drops_changed_ones(config, writer):
     from app.viewer import IN_USE_SECONDS
-    from storage.tables import uploads
 
     application, viewer, clock = _revalidating(config, writer)
     services = application.extensions["cpantesters_viewer"]
@@ -403,50 +406,102 @@ def test_a_revalidation_round_keeps_answers_in_use_fresh_and_drops_changed_ones(
     services.engine.dispose()
 
 
+def routed_requests(viewer_app) -> list[str]:
+    """The requests that reach the viewer's Flask app from now on (call before its first)."""
+    seen: list[str] = []
+    viewer_app.before_request(lambda: seen.append(request.full_path))
+    return seen
+
+
+def normalised(status: int, headers, body: bytes) -> tuple:
+    return status, sorted((name.lower(), value) for name, value in headers), body
+
+
 @pytest.mark.parametrize("form", ["", "?raw=1", "?json=1"])
 @pytest.mark.parametrize("encoding", [None, "gzip", "br;q=1.0, gzip;q=0.5"])
-def test_cached_answers_are_sent_exactly_as_the_route_sends_them(config, writer, form, encoding):
-    """The direct WSGI path for fresh cached answers: same status, headers and bytes."""
+def test_the_front_sends_fresh_cached_answers_exactly_as_the_route_sends_them(config, writer, form, encoding):
+    """The ASGI front answers fresh cached pages itself, without Flask or a query: with
+    the same status, headers and bytes as the Flask route, 304s included."""
     application, viewer, _clock = _revalidating(config, writer)
+    front, routed = ViewerFront(application), routed_requests(application)
     add_user(writer, SAMPLE_CREATOR, "Slaven Rezić <script>", "doug@example.com")
     guid = store_document(writer, sample_document())
+    path, query = f"/cpan/report/{guid}", form.lstrip("?")
     headers = {"Accept-Encoding": encoding} if encoding else {}
 
-    def fetch(**more):
-        response = viewer.get(f"/cpan/report/{guid}{form}", headers={**headers, **more})
-        return response.status_code, sorted(response.headers.items()), response.data
+    def by_front(**more):
+        answer = asgi_request(front, path, query, {**headers, **more})
+        return normalised(answer.status, answer.headers, answer.body)
 
-    by_route = fetch()  # a miss: the Flask route renders it
+    def by_route(**more):
+        response = viewer.get(path + form, headers={**headers, **more})
+        return normalised(response.status_code, response.headers.items(), response.data)
+
+    first = by_front()  # a miss: the front passes it to the route, which renders it
+    assert routed == [f"{path}{form or '?'}"] and first[0] == 200
     seen = statements(application)
-    assert fetch() == by_route  # a fresh hit: the direct path
-    etag = dict(by_route[1])["ETag"]
-    not_modified = fetch(**{"If-None-Match": etag})
+    assert by_front() == first  # a fresh hit, answered by the front
+    etag = dict(first[1])["etag"]
+    not_modified = by_front(**{"If-None-Match": etag})
     assert not_modified[0] == 304 and not_modified[2] == b""
-    assert fetch(**{"If-None-Match": f'"other", {etag}'})[0] == 304
-    assert seen == []
+    assert by_front(**{"If-None-Match": f'"other", {etag}'})[0] == 304
+    assert seen == [] and len(routed) == 1
     # the same answers from the route, with every view asking the database
     services = application.extensions["cpantesters_viewer"]
     services.pages.revalidate_after = 0
-    assert fetch() == by_route
-    assert fetch(**{"If-None-Match": etag}) == not_modified
+    assert by_route() == first
+    assert by_route(**{"If-None-Match": etag}) == not_modified
     assert seen
     services.engine.dispose()
 
 
-def test_other_methods_query_strings_and_ids_go_through_the_route(config, writer):
+def test_other_methods_query_strings_and_ids_go_from_the_front_to_the_route(config, writer):
     application, viewer, _clock = _revalidating(config, writer)
+    front, routed = ViewerFront(application), routed_requests(application)
     guid = store_document(writer, sample_document())
-    page = viewer.get(f"/cpan/report/{guid}")
-    as_json = viewer.get(f"/cpan/report/{guid}?json=1")
-    seen = statements(application)
-    assert viewer.get(f"/report/{guid.upper()}").data == page.data  # GUIDs are case-insensitive
-    assert seen == []
-    assert viewer.get(f"/cpan/report/{guid}?json=yes").data == as_json.data  # not a direct-path form
-    assert viewer.get(f"/cpan/report/{guid}?json=0").data == page.data
-    assert viewer.head(f"/cpan/report/{guid}").status_code == 200
-    assert viewer.get(f"/cpan/report/{guid}/").status_code == 404
-    assert viewer.get("/cpan/report/00000000-0000-0000-0000-000000000001").status_code == 404
-    assert len([q for q in seen if "FROM test_report" in q]) == 4  # each GET or HEAD of a report asked the database
+    page = asgi_request(front, f"/cpan/report/{guid}")
+    as_json = asgi_request(front, f"/cpan/report/{guid}", "json=1")
+    del routed[:]
+    assert asgi_request(front, f"/report/{guid.upper()}").body == page.body  # GUIDs are case-insensitive
+    assert asgi_request(front, f"/cpan/report/{guid}", "raw=1").status == 200
+    assert routed == [f"/cpan/report/{guid}?raw=1"]  # the first view of the raw form
+    del routed[:]
+    assert asgi_request(front, f"/cpan/report/{guid}", "json=yes").body == as_json.body  # not a front form
+    assert asgi_request(front, f"/cpan/report/{guid}", "json=0").body == page.body
+    assert asgi_request(front, f"/cpan/report/{guid}", method="HEAD").status == 200
+    assert asgi_request(front, f"/cpan/report/{guid}/").status == 404
+    assert asgi_request(front, "/cpan/report/00000000-0000-0000-0000-000000000001").status == 404
+    assert asgi_request(front, "/openapi.json").status == 200
+    assert len(routed) == 6  # each went through Flask
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def test_the_front_sends_a_route_answer_whole_and_streams_a_large_one(config, writer):
+    application = create_viewer_app(config)
+    front = ViewerFront(application)
+    guid = store_document(writer, sample_document())
+    small = asgi_request(front, f"/cpan/report/{guid}", "json=1")
+    assert small.status == 200 and small.body_messages == 1
+    with writer.begin() as conn:  # well over STREAM_AFTER_BYTES of /v3/upload answer
+        conn.execute(
+            uploads.insert(),
+            [
+                {"type": "cpan", "author": "BULK", "dist": f"Bulk-Dist-{n:05d}-{'x' * 60}", "version": "1.0",
+                 "filename": f"Bulk-Dist-{n:05d}.tar.gz", "released": 1_700_000_000 + n}
+                for n in range(3000)
+            ],
+        )  # fmt: skip
+    large = asgi_request(front, "/v3/upload/author/BULK")
+    expected = application.test_client().get("/v3/upload/author/BULK")
+    assert large.status == 200 and large.body == expected.data
+    assert len(large.body) > STREAM_AFTER_BYTES and large.body_messages > 1
+    assert len(json.loads(large.body)) == 3000
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def test_the_front_answers_the_asgi_lifespan_protocol(config):
+    application = create_viewer_app(config)
+    assert lifespan(ViewerFront(application)) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     application.extensions["cpantesters_viewer"].engine.dispose()
 
 

@@ -93,13 +93,14 @@ def test_viewer_workers_start_the_page_cache_revalidation(config, tmp_path):
     from types import SimpleNamespace
 
     from app import create_viewer_app
+    from app.viewer_front import ViewerFront
 
     spec = importlib.util.spec_from_file_location("gunicorn_viewer_conf", ROOT / "gunicorn_viewer.conf.py")
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
     application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=2.0))
     services = application.extensions["cpantesters_viewer"]
-    conf.post_worker_init(SimpleNamespace(wsgi=application))
+    conf.post_worker_init(SimpleNamespace(wsgi=ViewerFront(application)))  # what a worker loads
     try:
         assert services.revalidator._thread is not None and services.revalidator._thread.is_alive()
     finally:
