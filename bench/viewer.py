@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.intake import MYSQL, fresh_database  # noqa: E402
+from bench.machine import yardstick  # noqa: E402
 from schemas.translate import index_columns  # noqa: E402
 from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
@@ -349,7 +350,7 @@ def main() -> None:
         viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
         processes.append(viewer)
         print(
-            f"machine: {os.cpu_count()} cores (shared); web: {args.web_workers} sync workers; viewer: "
+            f"machine: {os.cpu_count()} cores (shared), {yardstick()}; web: {args.web_workers} sync workers; viewer: "
             f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads each; "
             f"{args.duration}s per phase"
         )
