@@ -118,6 +118,9 @@ class ViewerFront:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        if scope["type"] != "http":  # a WebSocket: the viewer has none
+            await send({"type": "websocket.close", "code": 1000})
+            return
         headers = scope["headers"]
         cached = cached_answer(
             self.services,

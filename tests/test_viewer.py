@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gzip
 import json
@@ -496,6 +497,18 @@ def test_the_front_sends_a_route_answer_whole_and_streams_a_large_one(config, wr
     assert large.status == 200 and large.body == expected.data
     assert len(large.body) > STREAM_AFTER_BYTES and large.body_messages > 1
     assert len(json.loads(large.body)) == 3000
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+def test_the_front_closes_websockets(config):
+    application = create_viewer_app(config)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(ViewerFront(application)({"type": "websocket", "path": "/report/x", "headers": []}, None, send))
+    assert sent == [{"type": "websocket.close", "code": 1000}]
     application.extensions["cpantesters_viewer"].engine.dispose()
 
 
