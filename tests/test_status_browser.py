@@ -90,7 +90,14 @@ def served_app(embedded, tmp_path):
 
 
 def stalled_hour(connection) -> None:
-    """Twenty submissions a minute for an hour; processing stopped fifteen minutes ago."""
+    """Twenty submissions a minute for an hour; processing stopped fifteen minutes ago.
+
+    Seeded at least 20 s before a minute ends: the page, drawn a few seconds later from
+    the clock of that moment, must show the same sixty minutes (a run that crossed a
+    minute boundary once showed the newest minute empty)."""
+    left_in_minute = 60 - time.time() % 60
+    if left_in_minute < 20:
+        time.sleep(left_in_minute + 0.1)
     now = time.time()
     for minutes_ago in range(60):
         at = now - minutes_ago * 60
