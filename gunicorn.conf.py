@@ -13,5 +13,9 @@ keepalive = 5
 # Each worker builds its own app (engine, Redis client) after the fork: never share them.
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# No control socket: gunicorn 27 puts every master's at ~/.gunicorn/gunicorn.ctl, so the web
+# and viewer groups on one host took the same path, and the first to stop removed the
+# other's. Nothing here uses it (signals do: HUP, TTIN/TTOU, TERM).
+control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -28,6 +28,10 @@ reuse_port = os.environ.get("VIEWER_REUSE_PORT", "1") != "0"
 # Each worker builds its own app (engine) after the fork: never share connections.
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# No control socket: gunicorn 27 puts every master's at ~/.gunicorn/gunicorn.ctl, so the web
+# and viewer groups on one host took the same path, and the first to stop removed the
+# other's. Nothing here uses it (signals do: HUP, TTIN/TTOU, TERM).
+control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 

@@ -106,3 +106,15 @@ def test_viewer_workers_start_the_page_cache_revalidation(config, tmp_path):
     finally:
         services.revalidator.stop()
         services.engine.dispose()
+
+
+def test_neither_gunicorn_group_opens_the_shared_control_socket():
+    """gunicorn 27's default control socket path is one per user: the web and the viewer
+    masters overwrote each other's, and the first to stop removed it."""
+    import importlib.util
+
+    for name in ("gunicorn.conf.py", "gunicorn_viewer.conf.py"):
+        spec = importlib.util.spec_from_file_location(name.replace(".", "_"), ROOT / name)
+        conf = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(conf)
+        assert conf.control_socket_disable is True, name
