@@ -52,6 +52,4 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     # Keeps the page cache's answers in use fresh, so that cached page views never wait
     # for the database (VIEWER_REVALIDATE_SECONDS; app/viewer.py).
-    from app.viewer import start_revalidation
-
-    start_revalidation(worker.wsgi)
+    worker.wsgi.start_revalidation()  # worker.wsgi: the ASGI front (wsgi_viewer:viewer)

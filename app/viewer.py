@@ -472,7 +472,7 @@ def view_report(ident: str):
 
 
 FAST_FORMS = {"": "html", "raw=1": "raw", "json=1": "json"}
-"""Query strings of the forms the direct path serves (any other goes through Flask)."""
+"""Query strings of the forms :func:`cached_answer` serves (any other goes through Flask)."""
 REPORT_PATH = re.compile(r"/(?:cpan/)?report/(" + GUID_PATTERN.pattern.strip("^$") + ")", re.I)
 
 
@@ -505,13 +505,6 @@ def cached_answer(
         headers.append(("Content-Length", str(len(data))))
     headers.extend(viewer_http.CORS_HEADERS.items())
     return status, headers, data
-
-
-def start_revalidation(app) -> bool:
-    """Start the page cache's revalidation thread of this process (a gunicorn worker);
-    ``app`` is the viewer's Flask app or its ASGI front (:mod:`app.viewer_front`)."""
-    flask = getattr(app, "flask", app)
-    return flask.extensions[EXTENSION_KEY].revalidator.start()
 
 
 def read_engine(url: str, connect_timeout: int, threads: int) -> sa.Engine:

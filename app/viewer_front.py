@@ -107,12 +107,18 @@ class ViewerFront:
     """The ASGI application of the viewer process group (see the module docstring).
 
     ``flask`` is the viewer's Flask app (:func:`app.create_viewer_app`), ``services`` its
-    per-process read services (page cache, engine, revalidator)."""
+    per-process read services (page cache, engine, revalidator), ``routes`` the app run
+    in threads."""
 
     def __init__(self, flask: Flask):
         self.flask = flask
         self.services: ViewerServices = flask.extensions[EXTENSION_KEY]
         self.routes = RoutesInThreads(flask, self.services.settings.VIEWER_THREADS)
+
+    def start_revalidation(self) -> bool:
+        """Start this process's page cache revalidation thread (from a gunicorn worker's
+        ``post_worker_init``, after the fork)."""
+        return self.services.revalidator.start()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":

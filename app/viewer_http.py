@@ -95,9 +95,9 @@ def answer(
     status: int = 200,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """The status, headers and body of an answer, from the request's ``If-None-Match``
-    and ``Accept-Encoding`` headers: what both the Flask route and the viewer's direct
-    WSGI path for cached pages send (CORS headers are added by :func:`add_cors` or by
-    that path)."""
+    and ``Accept-Encoding`` headers: what both the Flask route and the viewer's ASGI
+    front for cached pages send (CORS headers are added by :func:`add_cors` or by
+    :func:`app.viewer.cached_answer`)."""
     tag = rendered.tag
     compress = len(rendered.data) >= COMPRESS_MIN_BYTES and gzip_accepted(accept_encoding)
     if compress:
