@@ -5,8 +5,10 @@ matters where every report goes through JSON (the legacy migration, packing and 
 stored documents). It refuses a few things the standard library accepts: lone UTF-16
 surrogates (``"\\ud800"``, which old clients do send), ``NaN``/``Infinity``, numbers
 out of a double's range and, when writing, integers beyond 64 bits. Those rare inputs
-take the standard library's path, so the answer is the same either way; one difference
-is kept: orjson reads an integer beyond 64 bits as a float.
+take the standard library's path, so the answer is the same either way. orjson does not
+refuse an integer beyond 64 bits when reading, it reads it as a float: so a result with
+a float that large is read again by the standard library (a scan of the parsed values
+costs far less than scanning the text for long digit runs).
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ import json
 
 import orjson
 
+HUGE = 9.2e18
+"""Below 2**63: orjson reads integer literals from -2**63 to 2**64 - 1 exactly, and any
+beyond them as floats at least this large; a float literal that large reads the same
+through the standard library."""
+
 
 def loads(data: bytes | str):
     """Parse JSON text (``str``, or UTF-8 ``bytes`` where encoded surrogates are allowed)."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
+    return json.loads(data) if _has_huge_float(value) else value
 
 
 def dumps(value) -> bytes:
@@ -31,3 +39,23 @@ def dumps(value) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def _has_huge_float(value) -> bool:
+    """Whether a parsed value holds a float of magnitude :data:`HUGE` or more."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            node = node.values()
+        elif kind is not list:
+            node = (node,)
+        for item in node:
+            kind = type(item)
+            if kind is float:
+                if not -HUGE < item < HUGE:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return False

@@ -36,3 +36,17 @@ def test_integers_beyond_64_bits_are_written_exactly():
 def test_invalid_json_raises_a_value_error():
     with pytest.raises(ValueError):
         fast_json.loads("{not json")
+
+
+@pytest.mark.parametrize("number", [-(2**63) - 1, 2**64, 2**70, -(2**70)])
+def test_integers_beyond_64_bits_are_read_exactly(number):
+    """Bug (found by test_report_storage's round trip): orjson reads them as floats, so a
+    stored document with one came back changed."""
+    for text in (f'{{"n": {number}}}', f'{{"n": {number}}}'.encode()):
+        value = fast_json.loads(text)["n"]
+        assert value == number and isinstance(value, int)
+
+
+def test_long_digit_runs_inside_strings_still_parse():
+    text = '{"id": "12345678901234567890123", "n": 1.5}'
+    assert fast_json.loads(text) == json.loads(text)
