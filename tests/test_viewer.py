@@ -518,6 +518,24 @@ def test_the_front_answers_the_asgi_lifespan_protocol(config):
     application.extensions["cpantesters_viewer"].engine.dispose()
 
 
+def test_revalidation_rounds_start_on_schedule_however_long_one_takes(config):
+    """Bug: the wait between rounds was counted from the end of a round, so under load
+    (a 30 ms round took up to 2 s for its turns on the CPU) answers in use went stale
+    between rounds and their views went to the database, in the request threads."""
+    application = create_viewer_app(dataclasses.replace(config, VIEWER_REVALIDATE_SECONDS=2.0))
+    services = application.extensions["cpantesters_viewer"]
+    clock = Clock()
+    services.pages.clock = clock
+    revalidator = services.revalidator
+    assert revalidator.interval == 1.0
+    started = clock()
+    clock.now += 0.25  # a quick round: the next starts one interval after this one did
+    assert revalidator.wait_after(started) == pytest.approx(0.75)
+    clock.now += 1.0  # a round longer than the interval: the next starts at once
+    assert revalidator.wait_after(started) == 0.0
+    services.engine.dispose()
+
+
 def test_the_revalidation_thread_runs_rounds_until_stopped(config, writer):
     import time
 
