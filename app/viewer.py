@@ -101,7 +101,8 @@ class PageCache:
     was checked against the database less than that many seconds ago is served by
     :meth:`fresh` without asking the database again, and :class:`Revalidator` re-checks
     the answers in use in one query per round: so a change to a report, its author or
-    its tester shows within that many seconds, never later. 0: every view asks.
+    its tester shows within that many seconds, or within twice that while a round is
+    under way (a busy machine or database), never later. 0: every view asks.
     """
 
     def __init__(self, size: int, revalidate_after: float = 0.0, clock: Callable[[], float] = time.monotonic):
@@ -110,15 +111,20 @@ class PageCache:
         self.clock = clock
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._revalidating = False
 
     def fresh(self, key: tuple) -> viewer_http.Rendered | None:
-        """The answer for ``key`` if its stamp was checked within ``revalidate_after``."""
+        """The answer for ``key`` if its stamp was checked within ``revalidate_after``, or,
+        while a :meth:`revalidate` round is under way, within twice that: on a busy
+        machine a round of a few ms of CPU can take seconds of wall time, and the views
+        of every answer in use would otherwise all go to the database at once."""
         if self.revalidate_after <= 0:
             return None
         now = self.clock()
+        limit = self.revalidate_after * (2 if self._revalidating else 1)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or now - entry.checked >= self.revalidate_after:
+            if entry is None or now - entry.checked >= limit:
                 return None
             entry.used = now
             self._entries.move_to_end(key)
@@ -161,9 +167,13 @@ class PageCache:
             return 0
         current: dict[str, tuple] = {}
         ordered = sorted(guids)
-        for n in range(0, len(ordered), batch):
-            for row in conn.execute(REPORTS_WITH_DETAILS, {"guids": ordered[n : n + batch]}):
-                current[row[0]] = stamp_of(row)
+        self._revalidating = True
+        try:
+            for n in range(0, len(ordered), batch):
+                for row in conn.execute(REPORTS_WITH_DETAILS, {"guids": ordered[n : n + batch]}):
+                    current[row[0]] = stamp_of(row)
+        finally:
+            self._revalidating = False
         with self._lock:
             for key in [k for k in self._entries if k[0] in guids]:
                 entry = self._entries[key]
