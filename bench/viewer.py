@@ -87,6 +87,17 @@ end
 """
 
 
+def mariadb_settings() -> str:
+    """The server settings that decide whether MariaDB stalls after a burst of writes
+    (printed beside the figures: a stall of all reads for ~3 s was seen on the defaults)."""
+    conn = pymysql.connect(**MYSQL)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@innodb_buffer_pool_size, @@innodb_log_file_size, @@innodb_io_capacity")
+        pool, log, io = cursor.fetchone()
+    conn.close()
+    return f"MariaDB buffer pool {pool >> 20} MiB, redo log {log >> 20} MiB, io_capacity {io}"
+
+
 def drop_database(name: str) -> None:
     conn = pymysql.connect(**MYSQL)
     with conn.cursor() as cursor:
@@ -351,7 +362,8 @@ def main() -> None:
         viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
         processes.append(viewer)
         print(
-            f"machine: {os.cpu_count()} cores (shared), {speed}; web: {args.web_workers} sync workers; viewer: "
+            f"machine: {os.cpu_count()} cores (shared), {speed}, {mariadb_settings()}; "
+            f"web: {args.web_workers} sync workers; viewer: "
             f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads each; "
             f"{args.duration}s per phase"
         )
