@@ -291,9 +291,8 @@ _DETAILS = (
     uploads.c.filename,
     metabase_user.c.fullname,
     metabase_user.c.email,
-    # The stored bytes' digest, made by the database: a revalidation round then reads ~200
-    # bytes per report, not the ~2 KB of its packed row (each read of a socket buffer waits
-    # for a turn of a busy process's GIL: a 30 ms round took up to 3 s of wall time).
+    # The stored bytes' digest, made by the database: a revalidation round then reads and
+    # parses ~200 bytes per report, not the ~2 KB of its packed row, nor hashes them.
     sa.func.md5(sa.func.coalesce(test_report.c.report_z, test_report.c.report), type_=sa.String).label("digest"),
 )
 _WITH_DETAILS = test_report.outerjoin(
