@@ -60,15 +60,19 @@ def _call_wsgi(app, environ: dict) -> _Answer:
     """Run a WSGI call up to its first :data:`STREAM_AFTER_BYTES` (in a pool thread)."""
     answer = _Answer()
     answer.iterable = app(environ, answer.start_response)
-    iterator = iter(answer.iterable)
     size = 0
-    for chunk in iterator:
-        if chunk:
-            answer.chunks.append(chunk)
-            size += len(chunk)
-        if size >= STREAM_AFTER_BYTES:
-            answer.rest = iterator
-            return answer
+    try:
+        iterator = iter(answer.iterable)
+        for chunk in iterator:
+            if chunk:
+                answer.chunks.append(chunk)
+                size += len(chunk)
+            if size >= STREAM_AFTER_BYTES:
+                answer.rest = iterator
+                return answer
+    except BaseException:  # a streamed body failing half-way still releases its connection
+        answer.close()
+        raise
     answer.close()
     return answer
 
@@ -106,12 +110,11 @@ class RoutesInThreads:
 class ViewerFront:
     """The ASGI application of the viewer process group (see the module docstring).
 
-    ``flask`` is the viewer's Flask app (:func:`app.create_viewer_app`), ``services`` its
-    per-process read services (page cache, engine, revalidator), ``routes`` the app run
-    in threads."""
+    Built from the viewer's Flask app (:func:`app.create_viewer_app`): ``services`` are
+    its per-process read services (page cache, engine, revalidator), ``routes`` the app
+    run in threads."""
 
     def __init__(self, flask: Flask):
-        self.flask = flask
         self.services: ViewerServices = flask.extensions[EXTENSION_KEY]
         self.routes = RoutesInThreads(flask, self.services.settings.VIEWER_THREADS)
 
