@@ -69,8 +69,19 @@ class Settings:
     )
     VIEWER_THREADS: int = setting(
         8,
-        "Threads per viewer process for everything but fresh cached pages (page renders, the read API,"
-        " /openapi.json): the requests that may wait for the database.",
+        "Threads per viewer process for page renders and /openapi.json (fresh cached pages need none):"
+        " the requests that may wait for the database.",
+    )
+    VIEWER_API_PROCESSES: int = setting(
+        1,
+        "Child processes per viewer process that answer the read API (/v3/...), one request at a time"
+        " each, so that its CPU work does not hold the GIL that cached page views need;"
+        " 0 answers it in one thread of the viewer process itself.",
+    )
+    VIEWER_API_NICE: int = setting(
+        10,
+        "Niceness the read-API child processes add to the viewer's own: on a busy machine the read API"
+        " yields the CPU to page views and submissions (slower lists, never refused); 0 shares it evenly.",
     )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")

@@ -34,7 +34,9 @@ from schemas.v3 import GRADES, validation_errors
 
 logger = logging.getLogger(__name__)
 
-read_api = Blueprint("read_api", __name__, url_prefix="/v3")
+READ_API_PREFIX = "/v3/"
+"""Where the read API's routes live (the viewer's front runs them in their own threads)."""
+read_api = Blueprint("read_api", __name__, url_prefix=READ_API_PREFIX.rstrip("/"))
 
 STREAM_BATCH = 200
 """Rows fetched from the database and sent per chunk of a streamed list."""

@@ -6,8 +6,10 @@ view costs is the HTTP server's own work. Served by gunicorn's gthread worker, t
 (bench/RESULTS.md). Here the viewer workers are uvicorn's gunicorn worker (C HTTP parser,
 libuv event loop), and this front answers fresh cached pages on the event loop itself
 (:func:`app.viewer.cached_answer`, the same bytes the Flask route sends); everything else,
-a miss, the read API, ``/openapi.json``, goes to the Flask app in a thread pool
-(``VIEWER_THREADS``), where it may wait for the database without holding up the loop.
+a miss, ``/openapi.json``, goes to the Flask app in a thread pool (``VIEWER_THREADS``),
+where it may wait for the database without holding up the loop; the read API goes to
+child processes (``VIEWER_API_PROCESSES``, :mod:`app.route_process`), so that its CPU
+work does not hold the loop's GIL.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from a2wsgi.wsgi import Body, build_environ
 from flask import Flask
 
+from app.read_api import READ_API_PREFIX
+from app.route_process import ChildApp
 from app.viewer import EXTENSION_KEY, ViewerServices, cached_answer
 
 STREAM_AFTER_BYTES = 256 * 1024
@@ -78,21 +82,32 @@ def _call_wsgi(app, environ: dict) -> _Answer:
 
 
 class RoutesInThreads:
-    """The Flask app as an ASGI app, each request in a thread of a bounded pool.
+    """The Flask app as an ASGI app, each request in a thread of a bounded pool: read-API
+    requests (``/v3/``) in a pool of their own, calling ``api_app`` (the read-API child
+    processes, :mod:`app.route_process`), the rest (page renders, ``/openapi.json``) in
+    one of ``threads`` calling ``app``.
 
     Unlike a chunk-by-chunk bridge (a2wsgi's), a usual answer crosses from its thread to
     the event loop once, whole: while the loop is busy serving cached pages, every
     hand-off waits for a turn of it, and three or four per answer made read-API answers
     wait for the page traffic."""
 
-    def __init__(self, app, threads: int):
-        self.app = app
+    def __init__(self, app, threads: int, api_app, api_threads: int):
+        self.app, self.api_app = app, api_app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="viewer-route")
+        self.api_executor = ThreadPoolExecutor(max_workers=api_threads, thread_name_prefix="viewer-read-api")
+
+    def route_for(self, path: str) -> tuple[ThreadPoolExecutor, object]:
+        """The pool and the WSGI app that answer a request for ``path``."""
+        if path.startswith(READ_API_PREFIX):
+            return self.api_executor, self.api_app
+        return self.executor, self.app
 
     async def __call__(self, scope, receive, send) -> None:
         loop = asyncio.get_running_loop()
         environ = build_environ(scope, Body(loop, receive))
-        answer = await loop.run_in_executor(self.executor, _call_wsgi, self.app, environ)
+        executor, app = self.route_for(scope["path"])
+        answer = await loop.run_in_executor(executor, _call_wsgi, app, environ)
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         if answer.rest is None:
             await send({"type": "http.response.body", "body": b"".join(answer.chunks)})
@@ -100,10 +115,10 @@ class RoutesInThreads:
         try:
             for chunk in answer.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            while (chunk := await loop.run_in_executor(self.executor, next, answer.rest, None)) is not None:
+            while (chunk := await loop.run_in_executor(executor, next, answer.rest, None)) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
-            await loop.run_in_executor(self.executor, answer.close)
+            await loop.run_in_executor(executor, answer.close)
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -116,7 +131,16 @@ class ViewerFront:
 
     def __init__(self, flask: Flask):
         self.services: ViewerServices = flask.extensions[EXTENSION_KEY]
-        self.routes = RoutesInThreads(flask, self.services.settings.VIEWER_THREADS)
+        settings = self.services.settings
+        self.api_processes = ChildApp(settings, settings.VIEWER_API_NICE) if settings.VIEWER_API_PROCESSES else None
+        self.routes = RoutesInThreads(
+            flask, settings.VIEWER_THREADS, self.api_processes or flask, max(1, settings.VIEWER_API_PROCESSES)
+        )
+
+    def close(self) -> None:
+        """Let the read-API child processes go (the worker is stopping)."""
+        if self.api_processes is not None:
+            self.api_processes.stop()
 
     def start_revalidation(self) -> bool:
         """Start this process's page cache revalidation thread (from a gunicorn worker's
@@ -126,6 +150,7 @@ class ViewerFront:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            self.close()
             return
         if scope["type"] != "http":  # a WebSocket: the viewer has none
             await send({"type": "websocket.close", "code": 1000})
@@ -154,8 +179,9 @@ class ViewerFront:
 
 
 async def _lifespan(receive, send) -> None:
-    """Nothing to set up or tear down per process (gunicorn's hooks start the page
-    cache's revalidation), but the protocol is answered so that uvicorn says so."""
+    """Nothing to set up per process (gunicorn's hooks start the page cache's
+    revalidation; the read-API children start on first use), but the protocol is
+    answered so that uvicorn says so; it returns at shutdown."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

@@ -10,7 +10,7 @@ Procfile. The phases:
 1. submissions alone: the real captured submission (fresh GUID each) at ``--rate`` per
    second, open loop, from a pool of keep-alive client threads;
 2. the viewer alone: wrk at ``--connections`` on existing GUIDs (gzip accepted), plus a
-   second wrk at 8 connections on the read API with existing dists;
+   second wrk at ``--api-connections`` (8) on the read API with existing dists;
 3. both at once;
 4. and 5. (unless ``--open-rate 0``) phases 2 and 3 again with the pages offered open
    loop at ``--open-rate`` per second over the same connections (``bench.viewer_open_loop``:
@@ -316,9 +316,16 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
     parser.add_argument("--viewer-threads", type=int, default=None, help="VIEWER_THREADS (default: the config's)")
+    parser.add_argument(
+        "--viewer-api-processes", type=int, default=None, help="VIEWER_API_PROCESSES (default: the config's)"
+    )
+    parser.add_argument("--viewer-api-nice", type=int, default=None, help="VIEWER_API_NICE (default: the config's)")
     parser.add_argument("--viewer-nice", type=int, default=None, help="VIEWER_NICE (default: the config's)")
     parser.add_argument(
         "--open-rate", type=int, default=1000, help="pages per second of the open-loop phases (0: skip them)"
+    )
+    parser.add_argument(
+        "--api-connections", type=int, default=8, help="wrk connections on the read API alongside (0: none)"
     )
     parser.add_argument("--warm", type=int, default=10, help="seconds of page load before measuring")
     args = parser.parse_args()
@@ -357,6 +364,10 @@ def main() -> None:
             env["VIEWER_NICE"] = str(args.viewer_nice)
         if args.viewer_threads is not None:
             env["VIEWER_THREADS"] = str(args.viewer_threads)
+        if args.viewer_api_processes is not None:
+            env["VIEWER_API_PROCESSES"] = str(args.viewer_api_processes)
+        if args.viewer_api_nice is not None:
+            env["VIEWER_API_NICE"] = str(args.viewer_api_nice)
         web, web_port = start_gunicorn("gunicorn.conf.py", "wsgi:app", env, tmp / "web.log")
         processes.append(web)
         viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
@@ -364,7 +375,9 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} cores (shared), {speed}, {mariadb_settings()}; "
             f"web: {args.web_workers} sync workers; viewer: "
-            f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads each; "
+            f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads "
+            f"and {env.get('VIEWER_API_PROCESSES', 'the default')} read-API processes "
+            f"(nice {env.get('VIEWER_API_NICE', 'default')}) each; "
             f"{args.duration}s per phase"
         )
         # warm both apps (imports, connection pools) and the viewer's page caches: the
@@ -450,10 +463,13 @@ def run_open_loop(port: int, paths_file: str, rate: int, connections: int, durat
 
 def _viewer_phase(port: int, pages: Path, api: Path, script: Path, args, open_loop: bool = False) -> dict:
     """Pages (wrk's closed loop, or the open loop at ``--open-rate``) with the read API
-    under wrk at 8 connections alongside."""
+    under wrk at ``--api-connections`` alongside."""
     result: dict = {}
     api_thread = threading.Thread(
-        target=lambda: result.update(read_api=run_wrk(port, str(api), 8, args.duration, str(script)))
+        target=lambda: (
+            args.api_connections
+            and result.update(read_api=run_wrk(port, str(api), args.api_connections, args.duration, str(script)))
+        )
     )
     api_thread.start()
     if open_loop:

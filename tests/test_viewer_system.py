@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,6 +77,11 @@ def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend
             assert "Subject: PASS Yancy-1.004 5.24.3 OpenBSD" in response.read().decode()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/report/{guid}?json=1", timeout=10) as response:
             assert response.headers["Content-Type"] == "application/json"
+        # the read API, answered by a worker's child process (app/route_process.py)
+        with pytest.raises(urllib.error.HTTPError) as none_yet:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v3/upload/dist/No-Such-Dist", timeout=30)
+        assert none_yet.value.code == 404 and json.loads(none_yet.value.read())["errors"]
+        assert any("multiprocessing" in command for command in processes_in_group(process.pid).values())
         # the viewer app carries no submission routes: a flood of readers cannot take intake workers
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/submit/CPAN-Testers-Report", data=b"{}")
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -84,6 +90,25 @@ def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while processes_in_group(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_in_group(process.pid) == {}  # the children went with their worker
+
+
+def processes_in_group(pgid: int) -> dict[int, str]:
+    """Live (not zombie) processes of process group ``pgid`` and their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found[int(entry.name)] = command
+    return found
 
 
 def test_viewer_workers_start_the_page_cache_revalidation(config, tmp_path):
