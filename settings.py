@@ -65,7 +65,7 @@ class Settings:
         2.0,
         "A cached report answer is served without a query for this long after its last check against the"
         " database (rechecked in the background while in use), so a changed author or tester shows within it"
-        " (twice it while a background check is under way); 0 checks on every view.",
+        " (five times it while a background check is under way); 0 checks on every view.",
     )
     VIEWER_THREADS: int = setting(
         8,

@@ -80,6 +80,12 @@ IN_USE_SECONDS = 30.0
 """A cached answer served within this many seconds is kept fresh by the revalidation
 rounds; older ones are checked again by the view that next asks for them."""
 
+STALE_WHILE_REVALIDATING = 5
+"""While a revalidation round is under way, an answer is served up to this many times
+``VIEWER_REVALIDATE_SECONDS`` after its last check: right after a burst of submissions
+MariaDB took 3.0-3.2 s for a round here (bench/RESULTS.md), and every view past its
+window would otherwise go to that same slow database at once."""
+
 
 class _Entry:
     __slots__ = ("stamp", "rendered", "checked", "used")
@@ -100,8 +106,9 @@ class PageCache:
     was checked against the database less than that many seconds ago is served by
     :meth:`fresh` without asking the database again, and :class:`Revalidator` re-checks
     the answers in use in one query per round: so a change to a report, its author or
-    its tester shows within that many seconds, or within twice that while a round is
-    under way (a busy machine or database), never later. 0: every view asks.
+    its tester shows within that many seconds, or within :data:`STALE_WHILE_REVALIDATING`
+    times that while a round is under way (a busy machine or database), never later.
+    0: every view asks.
     """
 
     def __init__(self, size: int, revalidate_after: float = 0.0, clock: Callable[[], float] = time.monotonic):
@@ -114,13 +121,14 @@ class PageCache:
 
     def fresh(self, key: tuple) -> viewer_http.Rendered | None:
         """The answer for ``key`` if its stamp was checked within ``revalidate_after``, or,
-        while a :meth:`revalidate` round is under way, within twice that: on a busy
+        while a :meth:`revalidate` round is under way, within :data:`STALE_WHILE_REVALIDATING`
+        times that: on a busy
         machine a round of a few ms of CPU can take seconds of wall time, and the views
         of every answer in use would otherwise all go to the database at once."""
         if self.revalidate_after <= 0:
             return None
         now = self.clock()
-        limit = self.revalidate_after * (2 if self._revalidating else 1)
+        limit = self.revalidate_after * (STALE_WHILE_REVALIDATING if self._revalidating else 1)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or now - entry.checked >= limit:

@@ -518,11 +518,13 @@ def test_the_front_answers_the_asgi_lifespan_protocol(config):
     application.extensions["cpantesters_viewer"].engine.dispose()
 
 
-def test_while_a_round_is_under_way_an_answer_past_its_window_is_still_served_up_to_twice_it(config, writer):
+def test_while_a_round_is_under_way_an_answer_past_its_window_is_still_served_up_to_five_times_it(config, writer):
     """Bug: under load a round took up to 2 s of wall time (for 30 ms of CPU), answers in
     use passed their window while it ran, and 1,000-1,600 views per process in a second
-    went to the database, queueing in the request threads. While a round is under way an
-    answer is served up to twice the window after its last check; never later."""
+    went to the database, queueing in the request threads. Bug: after a burst of
+    submissions the database took 3.0-3.2 s for a round, past the grace of twice the
+    window, and 150-450 views per process went to it at once. While a round is under
+    way an answer is served up to five times the window after its last check; never later."""
     application, viewer, clock = _revalidating(config, writer)
     services = application.extensions["cpantesters_viewer"]
     guid = store_document(writer, sample_document())
@@ -533,12 +535,12 @@ def test_while_a_round_is_under_way_an_answer_past_its_window_is_still_served_up
         "before_cursor_execute",
         lambda *_args: served_during_rounds.append(services.pages.fresh((guid, "html"))),
     )
-    clock.now += 3.9  # past the 2 s window, within twice it
+    clock.now += 9.9  # past the 2 s window, within five times it
     assert services.pages.fresh((guid, "html")) is None  # no round under way: the view checks
     services.revalidator.run_once()
     assert served_during_rounds[-1] is not None
     assert services.pages.fresh((guid, "html")) is not None  # the round checked it again
-    clock.now += 4.0  # twice the window since that round: not even during one
+    clock.now += 10.0  # five times the window since that round: not even during one
     services.revalidator.run_once()
     assert served_during_rounds[-1] is None
     services.engine.dispose()
