@@ -20,9 +20,9 @@ import io
 import logging
 import multiprocessing
 import os
+import queue
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 
 import settings as settings_module
@@ -173,36 +173,33 @@ CHILD_GONE_BODY = b'{"errors": [{"message": "the read API is restarting; try aga
 
 
 class ChildApp:
-    """A WSGI app that answers through a :class:`RouteProcess` per calling thread (the
-    front's read-API pool): to the front it is the Flask app, so collecting and
-    streaming an answer work as for a route run in a thread."""
+    """A WSGI app that answers through ``processes`` :class:`RouteProcess` children: to
+    the front it is the Flask app, so collecting and streaming an answer work as for a
+    route run in a thread. A child is taken for a whole answer, a streamed list included,
+    and given back when the answer is closed; a request waits while every child is busy."""
 
-    def __init__(self, config: settings_module.Settings, nice: int):
+    def __init__(self, config: settings_module.Settings, nice: int, processes: int = 1):
         self.config, self.nice = config, nice
-        self._local = threading.local()
-        self._children: list[RouteProcess] = []
-        self._lock = threading.Lock()
+        self._children = [RouteProcess(config, nice) for _ in range(processes)]
+        self._idle: queue.SimpleQueue[RouteProcess] = queue.SimpleQueue()
+        for child in self._children:
+            self._idle.put(child)
 
-    def child(self) -> RouteProcess:
-        """The calling thread's child process (started on first use)."""
-        child = getattr(self._local, "child", None)
-        if child is None:
-            child = self._local.child = RouteProcess(self.config, self.nice)
-            with self._lock:
-                self._children.append(child)
-        return child
+    def started(self) -> list[RouteProcess]:
+        """The children whose process is running."""
+        return [child for child in self._children if child.process is not None]
 
     def stop(self) -> None:
         """Let every child go (a worker shutting down)."""
-        with self._lock:
-            children, self._children = self._children, []
-        for child in children:
+        for child in self._children:
             child.stop()
 
     def __call__(self, environ: dict, start_response):
+        child = self._idle.get()
         try:
-            status, headers, body = self.child().request(environ)
+            status, headers, body = child.request(environ)
         except ChildGone:
+            self._idle.put(child)
             logger.exception("no read-API child process could answer %s", environ.get("PATH_INFO"))
             start_response(
                 "503 Service Unavailable",
@@ -210,22 +207,28 @@ class ChildApp:
             )
             return [CHILD_GONE_BODY]
         start_response(status, headers)
-        return _ReadToTheEnd(body)
+        return _ReadToTheEnd(body, lambda: self._idle.put(child))
 
 
 class _ReadToTheEnd:
     """A child's answer body whose ``close`` reads what the caller left unread, so that
-    the pipe is at the next answer's start (a client gone half-way through a list)."""
+    the pipe is at the next answer's start (a client gone half-way through a list), and
+    then gives the child back."""
 
-    def __init__(self, body: Iterator[bytes]):
-        self.body = body
+    def __init__(self, body: Iterator[bytes], give_back: Callable[[], None]):
+        self.body, self.give_back = body, give_back
 
     def __iter__(self) -> Iterator[bytes]:
         return self.body
 
     def close(self) -> None:
+        if self.give_back is None:
+            return
         try:
             for _ in self.body:
                 pass
-        except ChildGone:  # the child was let go; the next request starts another
+        except ChildGone:  # the child was let go; its next request starts another
             pass
+        finally:
+            self.give_back, give_back = None, self.give_back
+            give_back()

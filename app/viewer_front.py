@@ -115,10 +115,12 @@ class RoutesInThreads:
         try:
             for chunk in answer.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            while (chunk := await loop.run_in_executor(executor, next, answer.rest, None)) is not None:
+            # the rest in the general pool: a read-API thread may be waiting for the child
+            # this answer holds, which it gives back when closed
+            while (chunk := await loop.run_in_executor(self.executor, next, answer.rest, None)) is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
-            await loop.run_in_executor(executor, answer.close)
+            await loop.run_in_executor(self.executor, answer.close)
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -132,7 +134,8 @@ class ViewerFront:
     def __init__(self, flask: Flask):
         self.services: ViewerServices = flask.extensions[EXTENSION_KEY]
         settings = self.services.settings
-        self.api_processes = ChildApp(settings, settings.VIEWER_API_NICE) if settings.VIEWER_API_PROCESSES else None
+        processes = settings.VIEWER_API_PROCESSES
+        self.api_processes = ChildApp(settings, settings.VIEWER_API_NICE, processes) if processes else None
         self.routes = RoutesInThreads(
             flask, settings.VIEWER_THREADS, self.api_processes or flask, max(1, settings.VIEWER_API_PROCESSES)
         )

@@ -16,9 +16,9 @@ class AsgiAnswer:
     """How many ``http.response.body`` messages carried the body (1: sent whole)."""
 
 
-def asgi_request(app, path: str, query: str = "", headers: dict | None = None, method: str = "GET") -> AsgiAnswer:
-    """Call ``app`` with an HTTP scope for ``method path?query`` and collect its answer."""
-    scope = {
+def http_scope(path: str, query: str = "", headers: dict | None = None, method: str = "GET") -> dict:
+    """An ASGI HTTP scope for ``method path?query``, as uvicorn makes it."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
@@ -32,15 +32,26 @@ def asgi_request(app, path: str, query: str = "", headers: dict | None = None, m
         "server": ("127.0.0.1", 8001),
         "client": ("127.0.0.1", 50000),
     }
-    sent: list[dict] = []
 
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
+
+async def no_body() -> dict:
+    """An ASGI ``receive`` for a request without a body."""
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def asgi_request(app, path: str, query: str = "", headers: dict | None = None, method: str = "GET") -> AsgiAnswer:
+    """Call ``app`` with an HTTP scope for ``method path?query`` and collect its answer."""
+    sent: list[dict] = []
 
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(app(http_scope(path, query, headers, method), no_body, send))
+    return collected(sent)
+
+
+def collected(sent: list[dict]) -> AsgiAnswer:
+    """The answer made of the ASGI messages an app sent."""
     start, *body = sent
     assert start["type"] == "http.response.start" and not body[-1].get("more_body")
     return AsgiAnswer(

@@ -4,6 +4,7 @@ replaced, a list left half-read leaves the child ready for the next request."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -15,7 +16,7 @@ from app import create_viewer_app
 from app.route_process import ChildApp
 from app.viewer_front import STREAM_AFTER_BYTES, ViewerFront
 from storage.tables import uploads
-from tests.asgi_client import asgi_request
+from tests.asgi_client import asgi_request, collected, http_scope, no_body
 from tests.viewer_helpers import add_upload
 
 
@@ -42,7 +43,7 @@ def add_bulk_uploads(writer, author: str, count: int) -> None:
 
 
 def the_child(front: ViewerFront):
-    (child,) = front.api_processes._children
+    (child,) = front.api_processes.started()
     return child.process
 
 
@@ -66,7 +67,7 @@ def test_the_read_api_children_run_at_the_configured_niceness(front, writer):
 def test_pages_and_openapi_are_not_sent_to_the_children(front):
     assert asgi_request(front, "/openapi.json").status == 200
     assert asgi_request(front, "/cpan/report/00000000-0000-0000-0000-000000000001").status == 404
-    assert front.api_processes._children == []
+    assert front.api_processes.started() == []
 
 
 def test_a_killed_child_is_replaced_and_the_request_still_answered(front, writer):
@@ -87,6 +88,35 @@ def test_a_large_list_streams_through_the_child(front, writer):
     large = asgi_request(front, "/v3/upload/author/BULK")
     assert large.status == 200 and len(large.body) > STREAM_AFTER_BYTES and large.body_messages > 1
     assert len(json.loads(large.body)) == 3000
+
+
+def test_a_request_arriving_while_a_list_streams_gets_its_own_answer(front, writer):
+    """Bug: a child belonged to a thread, and a request run on that thread while the
+    child was still streaming a list wrote into the same pipe: both answers broke."""
+    add_bulk_uploads(writer, "BULK", 3000)
+    add_upload(writer, "Yancy", "1.004", "PREACTION")
+
+    async def both() -> tuple[list[dict], list[dict]]:
+        streamed, small = [], []
+
+        async def slow_reader(message):  # a client reading the long list slowly
+            streamed.append(message)
+            await asyncio.sleep(0.02)
+
+        async def reader(message):
+            small.append(message)
+
+        long_list = asyncio.create_task(front(http_scope("/v3/upload/author/BULK"), no_body, slow_reader))
+        while len(streamed) < 3:  # the list is under way
+            await asyncio.sleep(0.01)
+        await front(http_scope("/v3/upload/dist/Yancy"), no_body, reader)
+        assert not long_list.done()
+        await long_list
+        return streamed, small
+
+    streamed, small = asyncio.run(both())
+    assert [row["dist"] for row in json.loads(collected(small).body)] == ["Yancy"]
+    assert len(json.loads(collected(streamed).body)) == 3000
 
 
 def test_a_list_left_half_read_leaves_the_child_ready_for_the_next_request(config, writer):
