@@ -8,10 +8,11 @@ latency (bench/RESULTS.md). In a child process the answer costs the same CPU, bu
 kernel shares it out, at ``VIEWER_API_NICE``, instead of the GIL.
 
 Each :class:`RouteProcess` is one child running the viewer's Flask app, answering one
-request at a time over a pipe: the WSGI environ's strings go in, then the status and
-headers come back, then the body chunk by chunk (a long list streams through), then an
-end mark. A thread of the front's read-API pool owns one child and waits on its pipe,
-which costs no GIL.
+request at a time over a pipe: the WSGI environ's strings go in (the read API only
+answers GETs, so a request body is not passed on), then the status and headers come
+back, then the body chunk by chunk (a long list streams through), then an end mark. A
+thread of the front's read-API pool takes an idle child for a whole answer and waits on
+its pipe, which costs no GIL.
 """
 
 from __future__ import annotations
