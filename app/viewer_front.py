@@ -136,9 +136,7 @@ class ViewerFront:
         settings = self.services.settings
         processes = settings.VIEWER_API_PROCESSES
         self.api_processes = ChildApp(settings, settings.VIEWER_API_NICE, processes) if processes else None
-        self.routes = RoutesInThreads(
-            flask, settings.VIEWER_THREADS, self.api_processes or flask, max(1, settings.VIEWER_API_PROCESSES)
-        )
+        self.routes = RoutesInThreads(flask, settings.VIEWER_THREADS, self.api_processes or flask, max(1, processes))
 
     def close(self) -> None:
         """Let the read-API child processes go (the worker is stopping)."""
