@@ -35,7 +35,7 @@ from schemas.v3 import GRADES, validation_errors
 logger = logging.getLogger(__name__)
 
 READ_API_PREFIX = "/v3/"
-"""Where the read API's routes live (the viewer's front runs them in their own threads)."""
+"""Where the read API's routes live (the viewer's front sends them to its child processes)."""
 read_api = Blueprint("read_api", __name__, url_prefix=READ_API_PREFIX.rstrip("/"))
 
 STREAM_BATCH = 200

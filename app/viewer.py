@@ -122,8 +122,7 @@ class PageCache:
     def fresh(self, key: tuple) -> viewer_http.Rendered | None:
         """The answer for ``key`` if its stamp was checked within ``revalidate_after``, or,
         while a :meth:`revalidate` round is under way, within :data:`STALE_WHILE_REVALIDATING`
-        times that: on a busy
-        machine a round of a few ms of CPU can take seconds of wall time, and the views
+        times that: on a busy machine or database a round can take seconds, and the views
         of every answer in use would otherwise all go to the database at once."""
         if self.revalidate_after <= 0:
             return None

@@ -20,6 +20,7 @@ from tests.helpers import register_profile, replay
 from tests.viewer_helpers import (
     SAMPLE,
     SAMPLE_CREATOR,
+    add_bulk_uploads,
     add_cpanstats,
     add_perl,
     add_upload,
@@ -483,20 +484,13 @@ def test_the_front_sends_a_route_answer_whole_and_streams_a_large_one(config, wr
     guid = store_document(writer, sample_document())
     small = asgi_request(front, f"/cpan/report/{guid}", "json=1")
     assert small.status == 200 and small.body_messages == 1
-    with writer.begin() as conn:  # well over STREAM_AFTER_BYTES of /v3/upload answer
-        conn.execute(
-            uploads.insert(),
-            [
-                {"type": "cpan", "author": "BULK", "dist": f"Bulk-Dist-{n:05d}-{'x' * 60}", "version": "1.0",
-                 "filename": f"Bulk-Dist-{n:05d}.tar.gz", "released": 1_700_000_000 + n}
-                for n in range(3000)
-            ],
-        )  # fmt: skip
+    add_bulk_uploads(writer, "BULK", 3000)  # a read-API list, streamed through its child process
     large = asgi_request(front, "/v3/upload/author/BULK")
     expected = application.test_client().get("/v3/upload/author/BULK")
     assert large.status == 200 and large.body == expected.data
     assert len(large.body) > STREAM_AFTER_BYTES and large.body_messages > 1
     assert len(json.loads(large.body)) == 3000
+    front.close()
     application.extensions["cpantesters_viewer"].engine.dispose()
 
 
