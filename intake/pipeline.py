@@ -72,10 +72,23 @@ class Outcome(enum.Enum):
 
 @dataclass(frozen=True)
 class Credentials:
-    """HTTP Basic ``<profile guid>:<secret>`` as the clients send it."""
+    """HTTP Basic ``<profile guid>:<secret>`` as the clients send it.
+
+    ``secrets`` holds every reading of the secret bytes (UTF-8 when valid, then Latin-1):
+    the Perl client sends Latin-1 bytes, other clients UTF-8, and either may match.
+    """
 
     profile_guid: str
-    secret: str
+    secrets: tuple[str, ...]
+
+    def to_record(self) -> list[str]:
+        """The JSON form kept in a spool file."""
+        return [self.profile_guid, *self.secrets]
+
+    @classmethod
+    def from_record(cls, record: list[str]) -> Credentials:
+        """Read :meth:`to_record`'s form (also the ``[guid, secret]`` of older spool files)."""
+        return cls(profile_guid=record[0], secrets=tuple(record[1:]))
 
 
 @dataclass(frozen=True)
@@ -126,11 +139,11 @@ class Intake:
             guid = credentials.profile_guid if credentials else ""
             raise Unauthorized(f"User {guid} unrecognized")
         guid = credentials.profile_guid.lower()
-        digest = hashlib.sha256(credentials.secret.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256("\0".join(credentials.secrets).encode("utf-8")).hexdigest()
         cached = self._auth_cache.get(guid)
         if cached and cached[0] == digest and cached[2] > time.monotonic():
             return cached[1]
-        check, user = users.check_secret(self.engine, guid, credentials.secret, verify=self.auth_enabled)
+        check, user = users.check_secret(self.engine, guid, credentials.secrets, verify=self.auth_enabled)
         if check is users.Check.UNKNOWN:
             raise Unauthorized(f"User {guid} unrecognized")
         if check is users.Check.WRONG:
@@ -224,7 +237,7 @@ class Intake:
         record = {
             **record,
             "received": received.isoformat(),
-            "credentials": [credentials.profile_guid, credentials.secret] if credentials else None,
+            "credentials": credentials.to_record() if credentials else None,
         }
         try:
             self.spool.put(record)
@@ -242,7 +255,7 @@ class Intake:
         for index, path in enumerate(paths):
             try:
                 record = self.spool.load(path)
-                credentials = Credentials(*record["credentials"]) if record.get("credentials") else None
+                credentials = Credentials.from_record(record["credentials"]) if record.get("credentials") else None
                 received = datetime.fromisoformat(record["received"])
                 if record["kind"] == "metabase":
                     receipt = self.submit_metabase(

@@ -10,6 +10,7 @@ import enum
 import hashlib
 import hmac
 import secrets as token_source
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -48,9 +49,11 @@ def find_user(conn: sa.Connection, profile_guid: str) -> sa.RowMapping | None:
 
 
 def check_secret(
-    engine: sa.Engine, profile_guid: str, secret: str, verify: bool = True
+    engine: sa.Engine, profile_guid: str, secrets: str | Sequence[str], verify: bool = True
 ) -> tuple[Check, sa.RowMapping | None]:
-    """Check a profile's secret; a profile without one adopts ``secret``."""
+    """Check a profile's secret against each reading in ``secrets``, compared exactly (never
+    repaired); a profile without a secret adopts the first reading."""
+    readings = (secrets,) if isinstance(secrets, str) else tuple(secrets)
     with engine.connect() as conn:
         user = find_user(conn, profile_guid)
     if user is None:
@@ -62,13 +65,13 @@ def check_secret(
             adopted = conn.execute(
                 metabase_user.update()
                 .where(metabase_user.c.id == user["id"], metabase_user.c.secret_hash.is_(None))
-                .values(**new_secret_columns(secret))
+                .values(**new_secret_columns(readings[0]))
             ).rowcount
         if adopted:
             return Check.ADOPTED, user
-        return check_secret(engine, profile_guid, secret)
-    expected = hash_secret(user["secret_salt"], secret)
-    return (Check.OK if hmac.compare_digest(expected, user["secret_hash"]) else Check.WRONG), user
+        return check_secret(engine, profile_guid, readings)
+    matches = [hmac.compare_digest(hash_secret(user["secret_salt"], s), user["secret_hash"]) for s in readings]
+    return (Check.OK if any(matches) else Check.WRONG), user
 
 
 class Registered(enum.Enum):
