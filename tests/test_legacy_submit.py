@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -14,9 +15,17 @@ from workers.queue import JOB_FUNCTION, job_id
 SUBMISSIONS = captures.submissions()
 
 
+def register_sender(engine, recorded) -> None:
+    """Register the profile and secret the recorded request authenticates with (the Perl
+    client sends a secret's Latin-1 bytes, and registers that same string)."""
+    token = recorded.header_dict["Authorization"].split(" ", 1)[1]
+    guid, _, secret = base64.b64decode(token).partition(b":")
+    register_profile(engine, secret=secret.decode("latin-1"), guid=guid.decode())
+
+
 @pytest.mark.parametrize("recorded", SUBMISSIONS, ids=[f"{r.scenario}-{r.number}" for r in SUBMISSIONS])
 def test_every_recorded_submission_is_stored_and_queued(app, client, recorded):
-    register_profile(services(app).engine)
+    register_sender(services(app).engine, recorded)
     response = replay(client, recorded)
     guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
     assert response.status_code == 201
