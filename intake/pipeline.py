@@ -266,7 +266,7 @@ class Intake:
                         record["document"], credentials, received, from_spool=True, guid=record["guid"]
                     )
             except DATABASE_UNAVAILABLE as exc:
-                logger.info("spool drain paused, database unavailable: %s", str(exc).splitlines()[0][:200])
+                logger.debug("spool drain paused, database unavailable: %s", str(exc).splitlines()[0][:200])
                 counts["remaining"] = len(paths) - index
                 return counts
             except (InvalidReport, Unauthorized, Forbidden, Conflict, ValueError, KeyError) as exc:

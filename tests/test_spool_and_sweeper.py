@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import settings
 from app import create_app
@@ -154,10 +155,63 @@ def test_sweeper_never_requeues_a_job_waiting_in_the_failed_registry(app, client
     register_profile(services(app).engine)
     guid = replay(client, captures.load("01-ok")[0]).json["guid"]
     connection = backend.redis()
+    queue = report_queue(connection)
+    job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
+    queue.remove(job.id)
+    job.set_status(JobStatus.FAILED)
+    FailedJobRegistry(queue=queue).add(job, ttl=3600)
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 0
+
+
+def stale_hash(app, client, backend, status: JobStatus) -> tuple[str, Job]:
+    """A stored report whose job hash says ``status`` but which no queue or registry holds
+    (what a Redis restart, a partial restore or a lost worker can leave)."""
+    register_profile(services(app).engine)
+    guid = replay(client, captures.load("01-ok")[0]).json["guid"]
+    connection = backend.redis()
     job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
     report_queue(connection).remove(job.id)
-    job.set_status(JobStatus.FAILED)
-    assert sweep(services(app).engine, connection, grace_seconds=0) == 0
+    job.set_status(status)
+    return guid, job
+
+
+def test_sweeper_requeues_a_report_whose_job_hash_says_queued_but_is_in_no_queue(app, client, backend):
+    guid, _job = stale_hash(app, client, backend, JobStatus.QUEUED)
+    assert queued_job_ids(backend.redis()) == []
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+
+
+def test_sweeper_requeues_a_report_whose_failed_job_is_no_longer_in_the_failed_registry(app, client, backend):
+    guid, _job = stale_hash(app, client, backend, JobStatus.FAILED)
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+
+
+def test_sweeper_leaves_a_retry_to_its_scheduler_but_not_one_long_overdue(app, client, backend):
+    guid, job = stale_hash(app, client, backend, JobStatus.SCHEDULED)
+    registry = ScheduledJobRegistry(queue=report_queue(backend.redis()))
+    registry.schedule(job, datetime.now(UTC) + timedelta(minutes=10))
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+    registry.schedule(job, datetime.now(UTC) - timedelta(hours=1))  # no scheduler moved it
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    assert registry.get_job_ids() == []
+
+
+def test_sweeper_finds_reports_without_a_job_behind_a_backlog_of_live_ones(app, client, backend, monkeypatch):
+    from intake import sweeper as sweeper_module
+
+    monkeypatch.setattr(sweeper_module, "PAGE", 2)  # five pending reports: three pages
+    register_profile(services(app).engine)
+    recorded = captures.load("01-ok")[0]
+    guids = [replay(client, recorded, body=with_new_guid(recorded.body)[0]).json["guid"] for _ in range(5)]
+    connection = backend.redis()
+    report_queue(connection).remove(job_id(guids[-1]))
+    connection.delete(f"rq:job:{job_id(guids[-1])}")
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 1
+    assert set(queued_job_ids(connection)) == {job_id(g) for g in guids}
 
 
 def test_sweeper_ignores_processed_reports(app, client, backend):
