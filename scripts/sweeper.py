@@ -49,7 +49,9 @@ class Outages:
 def build(config: settings.Settings) -> Intake:
     engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
     connection = queue.connect(config.REDIS_URL, timeout=5)
-    return Intake(engine, connection, Spool(config.SPOOL_DIR), auth_enabled=config.auth_enabled)
+    return Intake(
+        engine, connection, Spool(config.SPOOL_DIR), auth_enabled=config.auth_enabled, job_timeout=config.JOB_TIMEOUT
+    )
 
 
 def run_once(

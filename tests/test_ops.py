@@ -74,7 +74,7 @@ def test_status_json_shows_waiting_reports_queue_and_rates(app, client):
     assert sum(history["submitted"]) == 3
     assert history["queue_depth"][-1] == 3
     assert client.get("/status?format=json").json["waiting"] == len(guids)
-    assert f["verdict"] == {"state": "CRITICAL", "problems": ["0 worker(s) alive (< 1)"]}
+    assert f["verdict"] == {"state": "CRITICAL", "problems": ["no live worker: reports are not being processed"]}
 
 
 def test_status_json_shows_each_worker_and_what_it_does(app, client):

@@ -224,3 +224,32 @@ def test_sweeper_ignores_processed_reports(app, client, backend):
     assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
     with services(app).engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar() == 1
+
+
+def test_while_redis_is_away_submissions_try_it_once_per_back_off_step_and_log_the_outage_once(config, backend, caplog):
+    app = create_app(settings.load({}, **{**config.__dict__, "REDIS_URL": UNREACHABLE_REDIS}))
+    intake = services(app).intake
+    clock = [1000.0]
+    intake.redis_outage.clock = lambda: clock[0]
+    register_profile(services(app).engine)
+    recorded = captures.load("01-ok")[0]
+    tries = []
+    real = intake.redis.pipeline
+    intake.redis.pipeline = lambda *a, **k: tries.append(1) or real(*a, **k)
+    with caplog.at_level("DEBUG", logger="intake.pipeline"):
+        for _ in range(5):
+            assert replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0]).status_code == 201
+        assert len(tries) == 1  # the first failure opened the outage: no wait for the others
+        clock[0] += intake.redis_outage.cap + 1
+        assert replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0]).status_code == 201
+        assert len(tries) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "redis" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("redis (enqueue) unreachable")
+    assert set(stored_rows(services(app).engine)[i]["state"] for i in range(6)) == {"pending"}
+    # Redis is back: the next submission is queued again, and the end of the outage logged.
+    intake.redis = backend.redis()
+    clock[0] += intake.redis_outage.cap + 1
+    response = replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0])
+    assert queued_job_ids(backend.redis()) == [job_id(response.json["guid"])]
+    assert not intake.redis_outage.down
+    services(app).engine.dispose()
