@@ -334,6 +334,7 @@ class OutageTolerantMixin:
         if status == JobStatus.QUEUED and self.connection.lpos(queue.key, job.id) is not None:
             return
         with self.connection.pipeline() as pipe:
+            pipe.multi()  # one transaction (RQ's enqueue_job starts one only on an empty pipeline)
             for execution in executions:
                 execution.delete(job=job, pipeline=pipe)
             pipe.lrem(queue.intermediate_queue_key, 0, job.id)
@@ -360,6 +361,7 @@ class OutageTolerantMixin:
 
     def _put_back(self, job, queue, execution) -> None:
         with self.connection.pipeline() as pipe:
+            pipe.multi()
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             queue.enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
