@@ -106,6 +106,7 @@ def read_environment_file(path: Path) -> dict[str, str]:
     return values
 
 
+@pytest.mark.system
 def test_the_worker_units_exec_start_with_its_environment_file_processes_a_report(backend, db, tmp_path):
     env_file = tmp_path / "cpantesters.env"
     env_file.write_text(

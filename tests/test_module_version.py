@@ -27,7 +27,9 @@ def test_versions_order_as_perl_orders_them(lower, higher):
     assert sorted([higher, lower], key=sort_key) == [lower, higher]
 
 
-@pytest.mark.parametrize(("left", "right"), [("1.10", "1.1"), ("v1.2", "v1.2.0"), ("1.5", "1.500"), ("1.05_01", "1.0501")])
+@pytest.mark.parametrize(
+    ("left", "right"), [("1.10", "1.1"), ("v1.2", "v1.2.0"), ("1.5", "1.500"), ("1.05_01", "1.0501")]
+)
 def test_equal_versions_have_equal_parts(left, right):
     assert parse(left).parts == parse(right).parts
 

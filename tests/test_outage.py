@@ -10,6 +10,7 @@ import redis
 
 from storage.engine import DatabaseUnavailable, is_unavailable
 from storage.outage import Outage, is_redis_outage, wait_until
+from tests.backends import free_port
 
 
 class FakeTime:
@@ -116,3 +117,13 @@ def test_unreachable_database_errors_are_told_apart_from_errors_of_the_work():
     assert not is_unavailable(wrapped(1205, "Lock wait timeout exceeded"))
     assert not is_unavailable(sa.exc.IntegrityError("INSERT", {}, pymysql.err.IntegrityError(1062, "Duplicate")))
     assert not is_unavailable(ValueError("bad data"))
+
+
+def test_the_report_job_turns_an_unreachable_database_into_database_unavailable(monkeypatch):
+    from storage.engine import DatabaseUnavailable
+    from workers import jobs
+
+    monkeypatch.setenv("DATABASE_URL", f"mysql://root@127.0.0.1:{free_port()}/nowhere")
+    with pytest.raises(DatabaseUnavailable):
+        jobs.process_report("0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01")
+    jobs.engine().dispose()

@@ -22,6 +22,8 @@ from tests.helpers import register_profile, with_new_guid
 from tests.outage_helpers import wait_for
 from tests.processes import ROOT, environment, wait_for_port
 
+pytestmark = pytest.mark.system
+
 DEADLINE = 90
 
 

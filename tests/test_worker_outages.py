@@ -22,6 +22,8 @@ from tests.processing_helpers import recount, states, store, summary, table_coun
 from tests.tcp_proxy import TcpProxy
 from workers.queue import RETRY_INTERVALS, SERIALIZER, enqueue_report, job_id, report_queue
 
+pytestmark = pytest.mark.system
+
 DEADLINE = 60
 """Seconds a healed farm has to process what waits (the issue's figure)."""
 
@@ -118,13 +120,15 @@ def proxied(url: str, proxy: TcpProxy) -> str:
     return url.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
 
 
-def test_a_worker_waits_through_a_database_outage_without_failing_or_retrying_a_job(backend, db, tmp_path):
+@pytest.mark.parametrize("fork", [False, True], ids=["simple", "fork"])
+def test_a_worker_waits_through_a_database_outage_without_failing_or_retrying_a_job(backend, db, tmp_path, fork):
     if db.dialect.name != "mysql":
         pytest.skip("a database server outage is MariaDB's (the embedded SQLite file has none)")
     proxy = TcpProxy(backends.MARIADB_HOST, backends.MARIADB_PORT)
     log = tmp_path / "worker.log"
     connection = backend.redis()
-    worker = start("workers.run", proxied(backend.database_url, proxy), backend.redis_url, log)
+    extra = ["--fork"] if fork else []
+    worker = start("workers.run", proxied(backend.database_url, proxy), backend.redis_url, log, *extra)
     try:
         first = store(db, grade="pass")
         enqueue_report(connection, first)
@@ -217,13 +221,3 @@ def test_a_worker_cut_off_mid_transaction_releases_its_row_locks_within_the_idle
         proxy.close()
     print(f"lock held {waited:.2f}s after the cut")
     assert waited < CUT_OFF_IDLE_TIMEOUT + 3, f"the lock was held {waited:.1f}s"
-
-
-def test_the_report_job_turns_an_unreachable_database_into_database_unavailable(monkeypatch):
-    from storage.engine import DatabaseUnavailable
-    from workers import jobs
-
-    monkeypatch.setenv("DATABASE_URL", f"mysql://root@127.0.0.1:{backends.free_port()}/nowhere")
-    with pytest.raises(DatabaseUnavailable):
-        jobs.process_report("0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01")
-    jobs.engine().dispose()

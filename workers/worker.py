@@ -356,7 +356,8 @@ class OutageTolerantMixin:
             pass  # the horse has put the job back already
         else:
             self._ride_through(self._put_back, job, queue, execution)
-        self.database_outage.failed(exc)
+        if not self.is_horse:  # a horse only tells its parent (its exit status), which logs and waits
+            self.database_outage.failed(exc)
         self._database_down = True
 
     def _put_back(self, job, queue, execution) -> None:
