@@ -80,9 +80,16 @@ class EmbeddedRun:
         recorded = captures.load("01-ok")[0]
         body, guid = with_new_guid(recorded.body)
         headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length")}
-        response = requests.post(f"http://127.0.0.1:{self.port}{recorded.path}", data=body, headers=headers, timeout=30)
+        response = requests.post(f"http://127.0.0.1:{self.port}{recorded.path}", data=body, headers=headers, timeout=90)
         assert response.status_code == 201, response.text
         return guid
+
+    def answers(self) -> bool:
+        """Whether the web process serves requests (its port opens before its workers boot)."""
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
 
     def state(self, guid: str) -> str | None:
         with self.engine.connect() as conn:
@@ -110,6 +117,7 @@ def embedded_run(tmp_path):
     run = EmbeddedRun(tmp_path)
     try:
         wait_for_port(run.port, timeout=DEADLINE)
+        wait_for(run.answers, DEADLINE, "the web process to answer")
         run.engine = create_engine(f"sqlite:///{run.var / 'cpantesters.sqlite'}")
         register_profile(run.engine)
         yield run
