@@ -50,6 +50,32 @@ class Settings:
         30, "A pending report younger than this many seconds is left to the web app's own enqueue."
     )
     SPOOL_DRAIN_INTERVAL: int = setting(5, "Seconds between two attempts of the sweeper to drain the spool.")
+    JOB_TIMEOUT: int = setting(
+        120, "Seconds a report job may run before RQ stops it; a job whose worker died is re-queued this + 60 s later."
+    )
+    WORKER_TTL: int = setting(
+        60,
+        "Seconds an idle worker's registration lives between heartbeats (+60 s; RQ's worker_ttl, at least 20):"
+        " a killed worker leaves the worker list within this + 60 s; an idle worker beats every this - 15 s.",
+    )
+    WORKER_MAINTENANCE_INTERVAL: int = setting(
+        60, "Seconds between RQ's registry clean-ups (abandoned jobs are re-queued by them; RQ's default is 600)."
+    )
+    OUTAGE_BACKOFF_MAX: float = setting(
+        10.0,
+        "Longest wait, in seconds, between two attempts to reach Redis or the database during an outage"
+        " (capped, jittered exponential back-off from 0.5 s; the first try is logged, not each one).",
+    )
+    WORKER_DB_READ_TIMEOUT: int = setting(
+        60,
+        "Seconds a worker waits for any MySQL answer before giving the connection up (TCP keepalive is on too);"
+        " above innodb_lock_wait_timeout, so a lock wait is never taken for a dead link.",
+    )
+    WORKER_DB_IDLE_TIMEOUT: int = setting(
+        30,
+        "MySQL wait_timeout of worker sessions: a worker cut off mid-transaction has it rolled back and its row"
+        " locks released by the server within this many seconds.",
+    )
     LOG_LEVEL: str = setting("INFO", "Python logging level of every process.")
     VIEWER_MAX_AGE: int = setting(
         86400, "Seconds browsers and proxies may keep a report page (revalidated by its strong ETag)."

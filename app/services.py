@@ -16,6 +16,7 @@ import settings as settings_module
 from intake.pipeline import Intake
 from intake.spool import Spool
 from storage.engine import create_engine, max_allowed_packet
+from storage.outage import Outage
 from workers import queue
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,14 @@ class Services:
         engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
         redis_connection = queue.connect(config.REDIS_URL, timeout=config.REDIS_TIMEOUT)
         spool = Spool(config.SPOOL_DIR)
-        intake = Intake(engine, redis_connection, spool, auth_enabled=config.auth_enabled)
+        intake = Intake(
+            engine,
+            redis_connection,
+            spool,
+            auth_enabled=config.auth_enabled,
+            job_timeout=config.JOB_TIMEOUT,
+            redis_outage=Outage("redis (enqueue)", logger, cap=config.OUTAGE_BACKOFF_MAX),
+        )
         services = cls(config, engine, redis_connection, spool, intake, submission_limit(engine, config))
         app.extensions[EXTENSION_KEY] = services
         return services

@@ -28,8 +28,9 @@ from schemas.metabase import REPORT_TYPE, canonical_sha256, decode_report, is_gu
 from schemas.translate import clean_document, index_columns, iso_z, metabase_to_v3
 from schemas.v3 import load_new_report
 from storage import users
+from storage.outage import REDIS_ERRORS, Outage
 from storage.reports import Stored, store_report
-from workers.queue import QUEUE_NAME, enqueue_report
+from workers.queue import JOB_TIMEOUT, QUEUE_NAME, put_report_job
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,18 @@ class Intake:
         *,
         auth_enabled: bool = True,
         queue_name: str = QUEUE_NAME,
+        job_timeout: int = JOB_TIMEOUT,
+        redis_outage: Outage | None = None,
     ):
         self.engine = engine
         self.redis = redis_connection
         self.spool = spool
         self.auth_enabled = auth_enabled
         self.queue_name = queue_name
+        self.job_timeout = job_timeout
+        # While Redis is away, submissions are not slowed by a try each: one try per
+        # back-off step (logged once per outage); the others stay pending for the sweeper.
+        self.redis_outage = redis_outage or Outage("redis (enqueue)", logger)
         self._auth_cache: dict[str, tuple[str, Profile, float]] = {}
         self._lock = threading.Lock()
         self._database_down_until = 0.0
@@ -229,8 +236,29 @@ class Intake:
             raise Conflict(f"report {guid} already exists with different content")
         if stored is Stored.DUPLICATE:
             return Receipt(guid, Outcome.DUPLICATE)
-        queued = enqueue_report(self.redis, guid, self.queue_name, count_as=counters.SUBMITTED)
-        return Receipt(guid, Outcome.CREATED, queued)
+        return Receipt(guid, Outcome.CREATED, self._enqueue(guid))
+
+    def _enqueue(self, guid: str) -> bool:
+        """Queue the report's job after its commit; False leaves it to the sweeper."""
+        with self._lock:
+            if not self.redis_outage.due():
+                return False
+            if self.redis_outage.down:  # this request probes; the others meanwhile do not wait
+                self.redis_outage.next_try = self.redis_outage.clock() + self.redis_outage.cap
+        try:
+            put_report_job(self.redis, guid, self.queue_name, count_as=counters.SUBMITTED, timeout=self.job_timeout)
+        except REDIS_ERRORS as exc:
+            with self._lock:
+                self.redis_outage.failed(exc)
+            logger.debug("enqueue failed guid=%s; the sweeper will queue it", guid)
+            return False
+        except Exception as exc:  # any other Redis answer: the sweeper covers it too
+            logger.warning("enqueue failed guid=%s error=%s; the sweeper will queue it", guid, exc)
+            return False
+        if self.redis_outage.down:
+            with self._lock:
+                self.redis_outage.recovered()
+        return True
 
     def _spool(self, guid, record, credentials, received, exc) -> Receipt:
         logger.warning("database unavailable, spooling guid=%s error=%s", guid, str(exc).splitlines()[0][:200])
@@ -266,7 +294,7 @@ class Intake:
                         record["document"], credentials, received, from_spool=True, guid=record["guid"]
                     )
             except DATABASE_UNAVAILABLE as exc:
-                logger.info("spool drain paused, database unavailable: %s", str(exc).splitlines()[0][:200])
+                logger.debug("spool drain paused, database unavailable: %s", str(exc).splitlines()[0][:200])
                 counts["remaining"] = len(paths) - index
                 return counts
             except (InvalidReport, Unauthorized, Forbidden, Conflict, ValueError, KeyError) as exc:

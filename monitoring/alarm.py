@@ -117,7 +117,10 @@ def judge(figures: Figures, thresholds: Thresholds, connection: redis.Redis | No
             verdict.add(WARNING, f"a report has waited {age:.0f}s (> {t.wait_warning:g}s)")
 
     if figures.workers_alive is not None and figures.workers_alive < t.min_workers:
-        verdict.add(CRITICAL, f"{figures.workers_alive} worker(s) alive (< {t.min_workers})")
+        if figures.workers_alive == 0:
+            verdict.add(CRITICAL, "no live worker: reports are not being processed")
+        else:
+            verdict.add(CRITICAL, f"{figures.workers_alive} worker(s) alive (< {t.min_workers})")
 
     queued = figures.queued
     if queued is not None:

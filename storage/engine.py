@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -35,11 +36,44 @@ def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, connect_timeout: int = 3, **kwargs) -> sa.Engine:
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+"""TCP keepalive of the workers' connections: a peer that vanished without a word (a cut
+link, a host powered off) is noticed after about a minute of silence, not the kernel's two
+hours."""
+
+
+def keepalive_options() -> dict[int, int]:
+    """``setsockopt`` TCP options for :data:`KEEPALIVE_IDLE` and friends (where the OS has them)."""
+    options = {}
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        if hasattr(socket, name):
+            options[getattr(socket, name)] = value
+    return options
+
+
+def create_engine(
+    url: str,
+    *,
+    connect_timeout: int = 3,
+    read_timeout: float | None = None,
+    idle_timeout: int | None = None,
+    **kwargs,
+) -> sa.Engine:
     """An engine with the pragmas, pooling and timeouts this service relies on.
 
     SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions, so that two
     writers queue for the lock instead of failing half-way (the seed's lock timeouts).
+
+    On MySQL, ``read_timeout`` bounds every wait for the server (reads and writes; the
+    socket also gets TCP keepalive), so a client whose link died raises instead of hanging.
+    ``idle_timeout`` sets the session's ``wait_timeout``: the server closes a session that
+    sent nothing for that long and rolls back its open transaction, which bounds how long a
+    client cut off mid-transaction holds its row locks. The pool then replaces connections
+    after half that time, so an idle pooled connection is never one the server has closed.
     """
     parsed = normalise_url(url)
     if parsed.drivername.startswith("sqlite"):
@@ -47,15 +81,73 @@ def create_engine(url: str, *, connect_timeout: int = 3, **kwargs) -> sa.Engine:
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": connect_timeout}
+    recycle = POOL_RECYCLE_SECONDS
+    if read_timeout:
+        connect_args["read_timeout"] = read_timeout
+        connect_args["write_timeout"] = read_timeout
+    if idle_timeout:
+        connect_args["init_command"] = f"SET SESSION wait_timeout = {int(idle_timeout)}"
+        recycle = min(recycle, max(1, int(idle_timeout) // 2))
     # No pool_pre_ping: it costs a round trip per request. A connection that died with the
     # server fails its first statement, SQLAlchemy then discards the whole pool, and that
     # one submission goes to the spool instead (still acknowledged, never lost).
-    return sa.create_engine(
-        parsed,
-        pool_recycle=POOL_RECYCLE_SECONDS,
-        connect_args=connect_args,
-        **kwargs,
-    )
+    engine = sa.create_engine(parsed, pool_recycle=recycle, connect_args=connect_args, **kwargs)
+    if read_timeout or idle_timeout:
+
+        @sa.event.listens_for(engine, "connect")
+        def _keepalive(dbapi_connection, _record):
+            sock = getattr(dbapi_connection, "_sock", None)  # pymysql's socket (SO_KEEPALIVE already on)
+            if sock is not None and sock.family != socket.AF_UNIX:
+                for option, value in keepalive_options().items():
+                    sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+    return engine
+
+
+MYSQL_UNAVAILABLE_CODES = {
+    1040,  # too many connections
+    1045,  # access denied: the account is being changed; nothing a job can do about it
+    1053,  # server shutdown in progress
+    1927,  # connection was killed
+    2002,  # can't connect through the socket
+    2003,  # can't connect to the server
+    2005,  # unknown host
+    2006,  # server has gone away
+    2013,  # lost connection during a query (read_timeout included)
+    2055,  # lost connection at a system error
+    4031,  # disconnected by the server for inactivity
+}
+"""MySQL/MariaDB errors that say "the server cannot be reached or used now", not "this
+statement or this data is wrong"."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or used: an outage, not a fault of the work."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) means the database is unreachable right now.
+
+    Deadlocks, lock wait timeouts, constraint violations and SQL errors are not: they are
+    about the work, and retrying it or failing it is the caller's business.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DatabaseUnavailable | sa.exc.DisconnectionError | sa.exc.TimeoutError):
+            return True
+        if isinstance(exc, sa.exc.DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            exc = exc.orig
+            continue
+        args = getattr(exc, "args", ())
+        if type(exc).__module__.startswith("pymysql") and args and isinstance(args[0], int):
+            return args[0] in MYSQL_UNAVAILABLE_CODES
+        if isinstance(exc, ConnectionError | TimeoutError | socket.timeout):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -47,7 +47,10 @@ class Outcome(enum.Enum):
 
 def processing_engine(url: str, **kwargs) -> sa.Engine:
     """The workers' engine: READ COMMITTED on MySQL (set once per connection: fresh reads
-    after a lock wait, fewer gap locks between workers), the usual pragmas on SQLite."""
+    after a lock wait, fewer gap locks between workers), the usual pragmas on SQLite.
+
+    Pass ``read_timeout`` and ``idle_timeout`` (see :func:`storage.engine.create_engine`)
+    so that a worker cut off mid-transaction neither hangs nor holds its locks for long."""
     if normalise_url(url).drivername.startswith("mysql"):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
     return create_engine(url, **kwargs)

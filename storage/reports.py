@@ -246,13 +246,26 @@ def read_document(conn: sa.Connection, row) -> dict:
 
 def pending_guids(conn: sa.Connection, older_than: datetime, limit: int = 10_000) -> list[str]:
     """GUIDs of reports still waiting for processing, oldest first (index on state, created)."""
-    query = (
-        sa.select(test_report.c.guid)
-        .where(test_report.c.state == "pending", test_report.c.created < older_than)
-        .order_by(test_report.c.created)
-        .limit(limit)
+    return [guid for guid, _created, _id in pending_page(conn, older_than, limit)]
+
+
+def pending_page(
+    conn: sa.Connection, older_than: datetime, limit: int = 10_000, after: tuple[datetime, int] | None = None
+) -> list[tuple[str, datetime, int]]:
+    """One page of ``(guid, created, id)`` of pending reports, oldest first, after the
+    ``(created, id)`` of the previous page's last row: the whole backlog page by page."""
+    query = sa.select(test_report.c.guid, test_report.c.created, test_report.c.id).where(
+        test_report.c.state == "pending", test_report.c.created < older_than
     )
-    return list(conn.execute(query).scalars())
+    if after is not None:
+        created, row_id = after
+        query = query.where(
+            sa.or_(
+                test_report.c.created > created, sa.and_(test_report.c.created == created, test_report.c.id > row_id)
+            )
+        )
+    query = query.order_by(test_report.c.created, test_report.c.id).limit(limit)
+    return [tuple(row) for row in conn.execute(query)]
 
 
 def latest_reports(conn: sa.Connection, language: str, limit: int) -> list[sa.RowMapping]:

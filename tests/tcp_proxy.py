@@ -1,7 +1,8 @@
 """A TCP forwarder the outage tests put between the app and a real MariaDB or Redis.
 
 ``cut()`` drops every open connection and refuses new ones (as a crashed or restarting
-server does); ``restore()`` accepts again. The server behind it stays up, so other tests
+server does); ``restore()`` accepts again. ``stall()`` stops forwarding without closing
+anything (a link that died silently: no FIN, no RST); ``unstall()`` forwards again. The server behind it stays up, so other tests
 and other users of the shared server are not disturbed.
 """
 
@@ -20,6 +21,8 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self._up = threading.Event()
         self._up.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -51,6 +54,9 @@ class TcpProxy:
         selector.register(upstream, selectors.EVENT_READ, client)
         try:
             while self._up.is_set():
+                if not self._flowing.is_set():
+                    self._flowing.wait(timeout=0.2)  # stalled: bytes stay in the kernel's buffers
+                    continue
                 for key, _ in selector.select(timeout=0.2):
                     data = key.fileobj.recv(65536)
                     if not data:
@@ -80,6 +86,13 @@ class TcpProxy:
 
     def restore(self) -> None:
         self._up.set()
+
+    def stall(self) -> None:
+        """Stop forwarding, keep every connection open: neither side hears anything."""
+        self._flowing.clear()
+
+    def unstall(self) -> None:
+        self._flowing.set()
 
     def close(self) -> None:
         self._closed = True

@@ -74,7 +74,7 @@ def test_status_json_shows_waiting_reports_queue_and_rates(app, client):
     assert sum(history["submitted"]) == 3
     assert history["queue_depth"][-1] == 3
     assert client.get("/status?format=json").json["waiting"] == len(guids)
-    assert f["verdict"] == {"state": "CRITICAL", "problems": ["0 worker(s) alive (< 1)"]}
+    assert f["verdict"] == {"state": "CRITICAL", "problems": ["no live worker: reports are not being processed"]}
 
 
 def test_status_json_shows_each_worker_and_what_it_does(app, client):
@@ -200,9 +200,9 @@ def failing_job():
     raise RuntimeError("broken")
 
 
-@pytest.mark.parametrize("worker_class", ["MonitoredWorker", "MonitoredSimpleWorker"])
+@pytest.mark.parametrize("worker_class", ["ForkingReportWorker", "ReportWorker"])
 def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, worker_class):
-    from monitoring import worker as monitored
+    from workers import worker as monitored
 
     connection = services(app).redis
     queue = report_queue(connection)
@@ -218,15 +218,15 @@ def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, work
 
 
 def test_the_monitored_worker_logs_each_job_with_the_report_guid_and_duration(app, caplog):
-    from monitoring.worker import MonitoredSimpleWorker
     from workers.queue import enqueue_report
+    from workers.worker import ReportWorker
 
     connection = services(app).redis
     guid = "0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01"
     enqueue_report(connection, guid)  # workers.jobs is not needed: the job fails to import or runs
-    with caplog.at_level(logging.INFO, logger="monitoring.worker"):
-        MonitoredSimpleWorker([report_queue(connection)], connection=connection, serializer=SERIALIZER).work(burst=True)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "monitoring.worker"]
+    with caplog.at_level(logging.INFO, logger="workers.worker"):
+        ReportWorker([report_queue(connection)], connection=connection, serializer=SERIALIZER).work(burst=True)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "workers.worker"]
     assert line.startswith(f"job guid={guid} job_id=report-{guid} outcome=")
     assert " ms=" in line
 

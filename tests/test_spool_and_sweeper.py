@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import settings
 from app import create_app
@@ -154,10 +155,63 @@ def test_sweeper_never_requeues_a_job_waiting_in_the_failed_registry(app, client
     register_profile(services(app).engine)
     guid = replay(client, captures.load("01-ok")[0]).json["guid"]
     connection = backend.redis()
+    queue = report_queue(connection)
+    job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
+    queue.remove(job.id)
+    job.set_status(JobStatus.FAILED)
+    FailedJobRegistry(queue=queue).add(job, ttl=3600)
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 0
+
+
+def stale_hash(app, client, backend, status: JobStatus) -> tuple[str, Job]:
+    """A stored report whose job hash says ``status`` but which no queue or registry holds
+    (what a Redis restart, a partial restore or a lost worker can leave)."""
+    register_profile(services(app).engine)
+    guid = replay(client, captures.load("01-ok")[0]).json["guid"]
+    connection = backend.redis()
     job = Job.fetch(job_id(guid), connection=connection, serializer=SERIALIZER)
     report_queue(connection).remove(job.id)
-    job.set_status(JobStatus.FAILED)
-    assert sweep(services(app).engine, connection, grace_seconds=0) == 0
+    job.set_status(status)
+    return guid, job
+
+
+def test_sweeper_requeues_a_report_whose_job_hash_says_queued_but_is_in_no_queue(app, client, backend):
+    guid, _job = stale_hash(app, client, backend, JobStatus.QUEUED)
+    assert queued_job_ids(backend.redis()) == []
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+
+
+def test_sweeper_requeues_a_report_whose_failed_job_is_no_longer_in_the_failed_registry(app, client, backend):
+    guid, _job = stale_hash(app, client, backend, JobStatus.FAILED)
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+
+
+def test_sweeper_leaves_a_retry_to_its_scheduler_but_not_one_long_overdue(app, client, backend):
+    guid, job = stale_hash(app, client, backend, JobStatus.SCHEDULED)
+    registry = ScheduledJobRegistry(queue=report_queue(backend.redis()))
+    registry.schedule(job, datetime.now(UTC) + timedelta(minutes=10))
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
+    registry.schedule(job, datetime.now(UTC) - timedelta(hours=1))  # no scheduler moved it
+    assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 1
+    assert queued_job_ids(backend.redis()) == [job_id(guid)]
+    assert registry.get_job_ids() == []
+
+
+def test_sweeper_finds_reports_without_a_job_behind_a_backlog_of_live_ones(app, client, backend, monkeypatch):
+    from intake import sweeper as sweeper_module
+
+    monkeypatch.setattr(sweeper_module, "PAGE", 2)  # five pending reports: three pages
+    register_profile(services(app).engine)
+    recorded = captures.load("01-ok")[0]
+    guids = [replay(client, recorded, body=with_new_guid(recorded.body)[0]).json["guid"] for _ in range(5)]
+    connection = backend.redis()
+    report_queue(connection).remove(job_id(guids[-1]))
+    connection.delete(f"rq:job:{job_id(guids[-1])}")
+    assert sweep(services(app).engine, connection, grace_seconds=0) == 1
+    assert set(queued_job_ids(connection)) == {job_id(g) for g in guids}
 
 
 def test_sweeper_ignores_processed_reports(app, client, backend):
@@ -170,3 +224,32 @@ def test_sweeper_ignores_processed_reports(app, client, backend):
     assert sweep(services(app).engine, backend.redis(), grace_seconds=0) == 0
     with services(app).engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar() == 1
+
+
+def test_while_redis_is_away_submissions_try_it_once_per_back_off_step_and_log_the_outage_once(config, backend, caplog):
+    app = create_app(settings.load({}, **{**config.__dict__, "REDIS_URL": UNREACHABLE_REDIS}))
+    intake = services(app).intake
+    clock = [1000.0]
+    intake.redis_outage.clock = lambda: clock[0]
+    register_profile(services(app).engine)
+    recorded = captures.load("01-ok")[0]
+    tries = []
+    real = intake.redis.pipeline
+    intake.redis.pipeline = lambda *a, **k: tries.append(1) or real(*a, **k)
+    with caplog.at_level("DEBUG", logger="intake.pipeline"):
+        for _ in range(5):
+            assert replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0]).status_code == 201
+        assert len(tries) == 1  # the first failure opened the outage: no wait for the others
+        clock[0] += intake.redis_outage.cap + 1
+        assert replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0]).status_code == 201
+        assert len(tries) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "redis" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("redis (enqueue) unreachable")
+    assert set(stored_rows(services(app).engine)[i]["state"] for i in range(6)) == {"pending"}
+    # Redis is back: the next submission is queued again, and the end of the outage logged.
+    intake.redis = backend.redis()
+    clock[0] += intake.redis_outage.cap + 1
+    response = replay(app.test_client(), recorded, body=with_new_guid(recorded.body)[0])
+    assert queued_job_ids(backend.redis()) == [job_id(response.json["guid"])]
+    assert not intake.redis_outage.down
+    services(app).engine.dispose()

@@ -4,9 +4,11 @@
 Each job opens its database connections in the process that runs it, never one
 inherited through a fork: the engine is created on first use and re-created when the
 process id changes. A transaction that meets a deadlock (MySQL 1213) or a lock wait
-timeout (1205) is retried at once, a few times; any other error fails the job, which RQ
-retries with back-off; on the last attempt the report is marked ``failed`` and the job
-stays in RQ's failed registry for an operator to requeue after a fix.
+timeout (1205) is retried at once, a few times. A database that cannot be reached raises
+:class:`storage.engine.DatabaseUnavailable`: the worker puts the job back without using a
+retry and waits for the database (see :mod:`workers.worker`). Any other error fails the
+job, which RQ retries with back-off; on the last attempt the report is marked ``failed``
+and the job stays in RQ's failed registry for an operator to requeue after a fix.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rq import get_current_job
 
 import settings
 from monitoring import counters
+from storage.engine import DatabaseUnavailable, is_unavailable
 from storage.processing import (
     DONE_STATES,
     Outcome,
@@ -38,19 +41,34 @@ _engine_key: tuple | None = None
 
 
 def engine() -> sa.Engine:
-    """This process's engine for ``DATABASE_URL`` (created after any fork)."""
+    """This process's engine for ``DATABASE_URL`` (created after any fork), with the
+    workers' read and idle timeouts (``WORKER_DB_READ_TIMEOUT``, ``WORKER_DB_IDLE_TIMEOUT``)."""
     global _engine, _engine_key
-    url = settings.load().DATABASE_URL
-    key = (os.getpid(), url)
+    config = settings.load()
+    url = config.DATABASE_URL
+    key = (os.getpid(), url, config.WORKER_DB_READ_TIMEOUT, config.WORKER_DB_IDLE_TIMEOUT)
     if _engine_key != key:
         if _engine is not None:
             if _engine_key[0] == os.getpid():
                 _engine.dispose()
             else:
                 _engine.dispose(close=False)  # the parent's connections are the parent's
-        _engine = processing_engine(url)
+        _engine = processing_engine(
+            url, read_timeout=config.WORKER_DB_READ_TIMEOUT, idle_timeout=config.WORKER_DB_IDLE_TIMEOUT
+        )
         _engine_key = key
     return _engine
+
+
+def ping() -> None:
+    """One round trip to the database (the worker's probe while it waits for it)."""
+    with engine().connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
+def _unavailable(exc: BaseException, what: str) -> DatabaseUnavailable:
+    logger.debug("database unavailable for %s: %s", what, _reason(exc))
+    return DatabaseUnavailable(_reason(exc))
 
 
 @deadlock_retry
@@ -158,6 +176,8 @@ def process_report(guid: str) -> str:
         try:
             result = run_job_transaction(db, [guid, *others])
         except Exception as exc:  # one of the others may be bad: do just this one
+            if is_unavailable(exc):
+                raise _unavailable(exc, f"guid={guid}") from exc
             logger.info("coalesced transaction failed (%s); processing guid=%s alone", _reason(exc), guid)
         else:
             _mark_taken(result[0], own)
@@ -165,6 +185,8 @@ def process_report(guid: str) -> str:
         if result is None:
             result = run_job_transaction(db, [guid])
     except Exception as exc:
+        if is_unavailable(exc):  # not this report's fault: the worker puts the job back
+            raise _unavailable(exc, f"guid={guid}") from exc
         last = _last_attempt()
         logger.error("processing failed guid=%s last_attempt=%s reason=%s", guid, last, _reason(exc))
         if last:
@@ -194,12 +216,17 @@ def process_batch(guids: list[str]) -> dict[str, int]:
     try:
         outcomes = run_transaction(db, guids)
     except Exception as exc:
+        if is_unavailable(exc):
+            raise _unavailable(exc, f"a batch of {len(guids)}") from exc
         logger.warning("batch of %d failed (%s); processing one by one", len(guids), _reason(exc))
         outcomes, failed = {}, {}
         for guid in guids:
             try:
                 outcomes.update(run_transaction(db, [guid]))
             except Exception as one_exc:
+                if is_unavailable(one_exc):
+                    _record(outcomes)
+                    raise _unavailable(one_exc, f"guid={guid}") from one_exc
                 failed[guid] = _reason(one_exc)
                 logger.error("processing failed guid=%s reason=%s", guid, failed[guid])
         _record(outcomes)

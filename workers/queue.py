@@ -25,7 +25,7 @@ JOB_FUNCTION = "workers.jobs.process_report"
 """Dotted path of the job, so that enqueuing does not import the processing code."""
 
 JOB_TIMEOUT = 120
-"""Seconds a single report may take before RQ kills the job."""
+"""Seconds a single report may take before RQ kills the job (the default of ``JOB_TIMEOUT``)."""
 
 JOB_TTL = 7 * 24 * 3600
 """Seconds a job may wait in the queue; the sweeper re-queues a report whose job expired."""
@@ -48,13 +48,25 @@ def job_id(guid: str) -> str:
     return f"report-{guid.lower()}"
 
 
-def connect(url: str, timeout: float | None = None) -> redis.Redis:
-    """A Redis client; the web app passes a short timeout so Redis never delays a 201."""
+def connect(
+    url: str, timeout: float | None = None, *, connect_timeout: float | None = None, keepalive: bool = False
+) -> redis.Redis:
+    """A Redis client; the web app passes a short timeout so Redis never delays a 201.
+
+    Long-running processes (workers) pass ``connect_timeout`` and ``keepalive``, so that a
+    Redis host that vanished is noticed in seconds (RQ sets their read timeout itself).
+    """
+    options = {}
+    if keepalive:
+        from storage.engine import keepalive_options
+
+        options = {"socket_keepalive": True, "socket_keepalive_options": keepalive_options()}
     return redis.Redis.from_url(
         url,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=connect_timeout if connect_timeout is not None else timeout,
         socket_timeout=timeout,
         health_check_interval=30,
+        **options,
     )
 
 
@@ -63,32 +75,48 @@ def report_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
 
 
 def enqueue_report(
-    connection: redis.Redis, guid: str, queue_name: str = QUEUE_NAME, count_as: str | None = None
+    connection: redis.Redis,
+    guid: str,
+    queue_name: str = QUEUE_NAME,
+    count_as: str | None = None,
+    timeout: int = JOB_TIMEOUT,
 ) -> bool:
     """Queue the processing job of one stored report. Returns False (and logs) when
     Redis is unreachable: the report stays pending and the sweeper queues it later.
 
     The job and, with ``count_as``, the per-minute event counter go to Redis in one
-    pipelined round trip (this runs on every submission).
+    pipelined round trip (this runs on every submission). ``timeout`` is the job's
+    (``JOB_TIMEOUT``).
     """
     try:
-        pipe = connection.pipeline()
-        report_queue(connection, queue_name).enqueue_call(
-            JOB_FUNCTION,
-            args=(guid,),
-            job_id=job_id(guid),
-            timeout=JOB_TIMEOUT,
-            ttl=JOB_TTL,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-            description=f"process report {guid}",
-            pipeline=pipe,
-        )
-        if count_as:
-            counters.add_to(pipe, count_as)
-        pipe.execute()
+        put_report_job(connection, guid, queue_name, count_as, timeout)
         return True
     except redis.RedisError as exc:
-        logger.warning("enqueue failed guid=%s error=%s; the sweeper will queue it", guid, exc)
+        logger.debug("enqueue failed guid=%s error=%s; the sweeper will queue it", guid, exc)
         return False
+
+
+def put_report_job(
+    connection: redis.Redis,
+    guid: str,
+    queue_name: str = QUEUE_NAME,
+    count_as: str | None = None,
+    timeout: int = JOB_TIMEOUT,
+) -> None:
+    """:func:`enqueue_report` that raises ``redis.RedisError`` instead of returning False."""
+    pipe = connection.pipeline()
+    report_queue(connection, queue_name).enqueue_call(
+        JOB_FUNCTION,
+        args=(guid,),
+        job_id=job_id(guid),
+        timeout=timeout,
+        ttl=JOB_TTL,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        description=f"process report {guid}",
+        pipeline=pipe,
+    )
+    if count_as:
+        counters.add_to(pipe, count_as)
+    pipe.execute()

@@ -10,6 +10,11 @@ a ``SimpleWorker``: jobs run in the worker process itself, which keeps its datab
 connections between jobs (opened in this process on the first job, never inherited from a
 parent). A forking ``Worker`` (``--fork``) isolates each job in a child process but opens a
 database connection per job: 7 against 44 reports per second measured (bench/RESULTS.md).
+
+Either way it never exits because Redis or the database went away: it waits for them
+(capped, jittered back-off, logged once per outage) and goes on (see ``workers.worker``).
+It exits on SIGTERM/SIGINT (after the current job), or on a bug, for its supervisor
+(systemd, supervisord) to start it again.
 """
 
 from __future__ import annotations
@@ -19,25 +24,35 @@ import importlib
 import logging
 
 import settings
-from monitoring.worker import MonitoredSimpleWorker, MonitoredWorker
 from workers import queue
+from workers.worker import ForkingReportWorker, ReportWorker, RqRetryLogFilter
 
-MAINTENANCE_INTERVAL = 60
-"""Seconds between RQ's registry maintenance (abandoned jobs come back this fast; RQ's default is 600)."""
+REDIS_CONNECT_TIMEOUT = 5
+"""Seconds to wait for a TCP connection to Redis (a vanished host is then one more outage)."""
 
 
 def build_worker(
-    connection, name: str | None = None, fork: bool = False, maintenance_interval: int = MAINTENANCE_INTERVAL
+    connection,
+    name: str | None = None,
+    fork: bool = False,
+    config: settings.Settings | None = None,
+    maintenance_interval: int | None = None,
+    database_probe=None,
 ):
-    # The monitored classes time each job into the Redis histogram behind /metrics and log
-    # one line per job with its GUID and duration.
-    worker_class = MonitoredWorker if fork else MonitoredSimpleWorker
+    """The worker on the reports queue, with the settings' heartbeat, maintenance and back-off."""
+    config = config or settings.load()
+    # The classes time each job into the Redis histogram behind /metrics, log one line per
+    # job with its GUID and duration, and wait through Redis and database outages.
+    worker_class = ForkingReportWorker if fork else ReportWorker
     return worker_class(
         [queue.report_queue(connection)],
         connection=connection,
         serializer=queue.SERIALIZER,
         name=name,
-        maintenance_interval=maintenance_interval,
+        maintenance_interval=maintenance_interval or config.WORKER_MAINTENANCE_INTERVAL,
+        worker_ttl=max(20, config.WORKER_TTL),
+        database_probe=database_probe,
+        backoff_cap=config.OUTAGE_BACKOFF_MAX,
     )
 
 
@@ -49,18 +64,25 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--maintenance-interval",
         type=int,
-        default=MAINTENANCE_INTERVAL,
-        help=f"seconds between registry clean-ups (default {MAINTENANCE_INTERVAL})",
+        help="seconds between registry clean-ups (default WORKER_MAINTENANCE_INTERVAL)",
     )
     args = parser.parse_args(argv)
     config = settings.load()
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("rq.worker").addFilter(RqRetryLogFilter())
     # Import the job code (SQLAlchemy, the schemas) once, before any fork: a forking
     # Worker's work horse would otherwise import it again for every job. No database
     # connection is opened here; each process opens its own on its first job.
-    importlib.import_module(queue.JOB_FUNCTION.rsplit(".", 1)[0])
-    connection = queue.connect(config.REDIS_URL)
-    worker = build_worker(connection, args.name, args.fork, args.maintenance_interval)
+    jobs = importlib.import_module(queue.JOB_FUNCTION.rsplit(".", 1)[0])
+    connection = queue.connect(config.REDIS_URL, connect_timeout=REDIS_CONNECT_TIMEOUT, keepalive=True)
+    worker = build_worker(
+        connection,
+        args.name,
+        args.fork,
+        config,
+        maintenance_interval=args.maintenance_interval,
+        database_probe=jobs.ping,
+    )
     worker.work(burst=args.burst, with_scheduler=True, logging_level=config.LOG_LEVEL)
 
 
