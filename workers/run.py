@@ -21,6 +21,7 @@ import logging
 import settings
 from monitoring.worker import MonitoredSimpleWorker, MonitoredWorker
 from workers import queue
+from workers.allowlist import AllowlistedJob, allowlisted
 
 MAINTENANCE_INTERVAL = 60
 """Seconds between RQ's registry maintenance (abandoned jobs come back this fast; RQ's default is 600)."""
@@ -32,10 +33,12 @@ def build_worker(
     # The monitored classes time each job into the Redis histogram behind /metrics and log
     # one line per job with its GUID and duration.
     worker_class = MonitoredWorker if fork else MonitoredSimpleWorker
-    return worker_class(
-        [queue.report_queue(connection)],
+    # Only allowlisted job functions run (workers.allowlist): refused before any fork.
+    return allowlisted(worker_class)(
+        [queue.report_queue(connection, job_class=AllowlistedJob)],
         connection=connection,
         serializer=queue.SERIALIZER,
+        job_class=AllowlistedJob,
         name=name,
         maintenance_interval=maintenance_interval,
     )
