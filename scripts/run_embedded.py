@@ -4,6 +4,8 @@
     python -m scripts.run_embedded      # what `make run` does
 
 Nothing but Python is needed. Set DATABASE_URL / REDIS_URL to use real servers instead.
+The web and viewer processes listen on 127.0.0.1 only; ``HOST=0.0.0.0 make run`` opens them
+to the network.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ EMBEDDED_REDIS_PORT = 6390
 
 PROCESSES = ["web", "viewer", "worker", "sweeper"]
 BASE_PORT = 5000
+BIND_HOST = "127.0.0.1"
+"""Where the web and viewer listen unless HOST says otherwise (gunicorn's configs read HOST)."""
 
 
 def start_embedded_redis():
@@ -60,6 +64,7 @@ def main() -> int:
         server = start_embedded_redis()
         env["REDIS_URL"] = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
     env.setdefault("SPOOL_DIR", str(VAR / "spool"))
+    env.setdefault("HOST", BIND_HOST)
     env.setdefault("PYTHONUNBUFFERED", "1")
     python = sys.executable
     subprocess.run([python, "-m", "storage.migrate"], cwd=ROOT, env=env, check=True)
