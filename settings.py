@@ -115,6 +115,11 @@ class Settings:
         "",
         "werkzeug `generate_password_hash` of the `/dashboard` password; empty disables the dashboard.",
     )
+    OPS_LOGIN: str = setting(
+        "off",
+        "`on` puts `/status` and `/metrics` behind the `/dashboard` login (ADMIN_USER, ADMIN_PASSWORD_HASH;"
+        " without a hash they answer 404); `/healthz` and `/readyz` stay open.",
+    )
     ALERT_SMTP_URL: str = setting(
         "", "Where the check command sends e-mail: `smtp://[user:pass@]host[:port]` (`smtps://`, `smtp+starttls://`)."
     )
@@ -122,9 +127,22 @@ class Settings:
     ALERT_EMAIL_FROM: str = setting("cpantesters-check@localhost", "Sender address of the check command's e-mail.")
     ALERT_WEBHOOK_URL: str = setting("", "URL the check command POSTs its JSON status to when it alerts.")
 
+    AUTH_FAILURE_LIMIT: int = setting(
+        10,
+        "Wrong secrets for one profile from one client address within AUTH_FAILURE_WINDOW after which that"
+        " pair gets 429 with Retry-After, its secret unchecked (other addresses unaffected); 0 turns it off.",
+    )
+    AUTH_FAILURE_WINDOW: int = setting(
+        900, "Seconds over which AUTH_FAILURE_LIMIT counts wrong secrets (moving window)."
+    )
+
     @property
     def auth_enabled(self) -> bool:
         return self.METABASE_AUTH.strip().lower() not in {"off", "0", "false", "no"}
+
+    @property
+    def ops_login(self) -> bool:
+        return self.OPS_LOGIN.strip().lower() in {"on", "1", "true", "yes"}
 
 
 def _coerce(raw: str, kind):

@@ -11,7 +11,7 @@ import logging
 from flask import Flask
 
 import settings as settings_module
-from app import dashboard, errors, legacy_api, openapi, ops, read_api, tail_log, v3_api, viewer
+from app import dashboard, errors, legacy_api, openapi, ops, read_api, tail_log, throttle, v3_api, viewer
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
     services = Services.init_app(app, config)
     app.config["MAX_CONTENT_LENGTH"] = services.max_submission_bytes
     errors.init_app(app)
+    throttle.init_app(app, services.redis, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW)
     legacy_api.init_app(app)
     v3_api.init_app(app)
     tail_log.init_app(app)

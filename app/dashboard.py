@@ -7,6 +7,10 @@ password hash costs tens of milliseconds). Basic auth does not stop cross-site r
 (browsers resend cached credentials), and ``/requeue/<queue>`` answers GET, so every
 state-changing request must come from the dashboard's own pages (``Sec-Fetch-Site`` /
 ``Origin``). With no password hash configured the dashboard is disabled, not open.
+
+With ``OPS_LOGIN=on`` the same login guards ``/status`` and ``/metrics`` (they show queue
+depths and the names of the worker hosts); ``/healthz`` and ``/readyz`` stay open for
+load balancers.
 """
 
 from __future__ import annotations
@@ -45,9 +49,16 @@ STATE_CHANGING_ENDPOINTS = frozenset(
 
 EXTENSION_KEY = "cpantesters_dashboard"
 
+OPS_PATHS = frozenset({"/status", "/metrics"})
+"""The operators' pages that ``OPS_LOGIN=on`` puts behind the dashboard's login."""
+
 
 def _under_prefix(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _guarded(path: str, ops_login: bool) -> bool:
+    return _under_prefix(path) or (ops_login and path in OPS_PATHS)
 
 
 class BasicAuthGuard:
@@ -114,8 +125,9 @@ def init_app(app: Flask, config: settings_module.Settings) -> None:
 
         @app.before_request
         def dashboard_disabled():
-            if _under_prefix(request.path):
-                message = "the dashboard is disabled: set ADMIN_USER and ADMIN_PASSWORD_HASH"
+            if _guarded(request.path, config.ops_login):
+                what = "the dashboard" if _under_prefix(request.path) else request.path
+                message = f"{what} is disabled: set ADMIN_USER and ADMIN_PASSWORD_HASH"
                 return json_response({"error": message}, 404)
             return None
 
@@ -140,7 +152,7 @@ def init_app(app: Flask, config: settings_module.Settings) -> None:
 
     @app.before_request
     def guard_dashboard():
-        if not _under_prefix(request.path):
+        if not _guarded(request.path, config.ops_login):
             return None
         auth = request.authorization
         if auth is None or auth.type != "basic" or not guard.check(auth.username, auth.password):

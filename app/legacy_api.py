@@ -11,6 +11,7 @@ import time
 
 from flask import Blueprint, Flask, request, url_for
 
+from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
 from app.services import services
@@ -34,8 +35,10 @@ def submit(fact_type: str):
     """Store a report, queue it, answer 201 with its GUID."""
     started = time.perf_counter()
     # The body is JSON whatever the Content-Type says (client 0.012 sends octet-stream).
-    body = request.get_data(cache=False)
-    receipt = services().intake.submit_metabase(body, basic_credentials(request), url_type=fact_type)
+    credentials = basic_credentials(request)
+    with throttle.guard(credentials):
+        body = request.get_data(cache=False)
+        receipt = services().intake.submit_metabase(body, credentials, url_type=fact_type)
     logger.info(
         "submission guid=%s outcome=%s queued=%s ms=%.1f",
         receipt.guid,

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, Flask, request
 
+from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
 from app.services import services
@@ -26,8 +27,10 @@ NOT_FOUND = {"errors": [{"message": "Report ID not found", "path": "/id"}]}
 def post_report():
     """Store a v3 report under a new GUID and queue it; 201 ``{"id": <guid>}``."""
     started = time.perf_counter()
-    data = parse_json(request.get_data(cache=False))
-    receipt = services().intake.submit_v3(data, basic_credentials(request))
+    credentials = basic_credentials(request)
+    with throttle.guard(credentials):
+        data = parse_json(request.get_data(cache=False))
+        receipt = services().intake.submit_v3(data, credentials)
     logger.info(
         "submission guid=%s api=v3 outcome=%s queued=%s ms=%.1f",
         receipt.guid,

@@ -53,6 +53,10 @@ class Unauthorized(Exception):
     """401: unknown profile, or wrong secret."""
 
 
+class WrongSecret(Unauthorized):
+    """401 for a known profile whose secret does not match (what the auth throttle counts)."""
+
+
 class Forbidden(Exception):
     """403: the report claims another profile than the one that authenticated."""
 
@@ -154,7 +158,7 @@ class Intake:
         if check is users.Check.UNKNOWN:
             raise Unauthorized(f"User {guid} unrecognized")
         if check is users.Check.WRONG:
-            raise Unauthorized(f"Invalid secret for user {guid}")
+            raise WrongSecret(f"Invalid secret for user {guid}")
         if check is users.Check.ADOPTED:
             logger.info("profile adopted its first secret profile=%s", guid)
         profile = Profile(guid=guid, fullname=user["fullname"], email=user["email"])

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                     logger.error("%s", exc)
             else:
                 queue.report_queue(redis).enqueue(
-                    "workers.jobs.process_batch",
+                    queue.BATCH_JOB_FUNCTION,
                     batch,
                     job_timeout=BATCH_JOB_TIMEOUT,
                     ttl=queue.JOB_TTL,

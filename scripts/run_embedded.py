@@ -13,6 +13,9 @@ worker killed outright does not leave its RQ scheduler behind (the scheduler die
 it), and stopping ``make run`` (Ctrl-C) stops every process group. While it runs:
 
     .venv/bin/python -m supervisor.supervisorctl -c var/supervisord.conf status
+
+The web and viewer processes listen on 127.0.0.1 only; ``HOST=0.0.0.0 make run`` opens them
+to the network.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ PORT_OFFSETS = {"web": 0, "viewer": 100}
 
 START_RETRIES = 1000
 """supervisord gives a process that keeps dying at start-up this many tries (then FATAL)."""
+
+BIND_HOST = "127.0.0.1"
+"""Where the web and viewer listen unless HOST says otherwise (gunicorn's configs read HOST)."""
 
 
 def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -154,6 +160,7 @@ def main(argv=None) -> int:
         redis_port = args.redis_port
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
     env.setdefault("SPOOL_DIR", str(var / "spool"))
+    env.setdefault("HOST", BIND_HOST)
     env.setdefault("PYTHONUNBUFFERED", "1")
     python = sys.executable
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"

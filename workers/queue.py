@@ -24,6 +24,19 @@ QUEUE_NAME = "reports"
 JOB_FUNCTION = "workers.jobs.process_report"
 """Dotted path of the job, so that enqueuing does not import the processing code."""
 
+BATCH_JOB_FUNCTION = "workers.jobs.process_batch"
+"""The backlog tool's job: many reports in one transaction."""
+
+ALLOWED_JOB_FUNCTIONS = frozenset(
+    {
+        JOB_FUNCTION,
+        BATCH_JOB_FUNCTION,
+    }
+)
+"""The only functions a worker runs (``workers.allowlist``): RQ stores the dotted name of
+the function in each job, so anyone able to write to Redis could otherwise make every worker
+import and run any function (``os.system`` included). A new job function is added here."""
+
 JOB_TIMEOUT = 120
 """Seconds a single report may take before RQ kills the job (the default of ``JOB_TIMEOUT``)."""
 
@@ -70,8 +83,9 @@ def connect(
     )
 
 
-def report_queue(connection: redis.Redis, name: str = QUEUE_NAME) -> Queue:
-    return Queue(name, connection=connection, serializer=SERIALIZER)
+def report_queue(connection: redis.Redis, name: str = QUEUE_NAME, job_class=None) -> Queue:
+    """The queue ``name`` with our serializer (and, for workers, their job class)."""
+    return Queue(name, connection=connection, serializer=SERIALIZER, job_class=job_class)
 
 
 def enqueue_report(

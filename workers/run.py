@@ -25,6 +25,7 @@ import logging
 
 import settings
 from workers import queue
+from workers.allowlist import AllowlistedJob, allowlisted
 from workers.worker import ForkingReportWorker, ReportWorker, RqRetryLogFilter
 
 REDIS_CONNECT_TIMEOUT = 5
@@ -44,10 +45,12 @@ def build_worker(
     # The classes time each job into the Redis histogram behind /metrics, log one line per
     # job with its GUID and duration, and wait through Redis and database outages.
     worker_class = ForkingReportWorker if fork else ReportWorker
-    return worker_class(
-        [queue.report_queue(connection)],
+    # Only allowlisted job functions run (workers.allowlist): refused before any fork.
+    return allowlisted(worker_class)(
+        [queue.report_queue(connection, job_class=AllowlistedJob)],
         connection=connection,
         serializer=queue.SERIALIZER,
+        job_class=AllowlistedJob,
         name=name,
         maintenance_interval=maintenance_interval or config.WORKER_MAINTENANCE_INTERVAL,
         worker_ttl=max(20, config.WORKER_TTL),
