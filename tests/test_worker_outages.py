@@ -80,7 +80,7 @@ def test_a_worker_keeps_processing_across_a_redis_restart_without_persistence(ba
 def test_redis_dying_while_a_worker_finishes_a_job_costs_nothing_and_counts_once(backend, db, tmp_path, persist):
     server = ThrowawayRedis(tmp_path / "redis", persist=persist).start()
     log = tmp_path / "worker.log"
-    worker = start("workers.run", backend.database_url, server.url, log)
+    worker = start("tests.outage_worker", backend.database_url, server.url, log)
     try:
         guid = store(db, grade="fail")
         # The job commits the report's rows, then kills Redis before the worker records the
