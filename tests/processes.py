@@ -33,6 +33,20 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def wait_for_answer(port: int, timeout: float = 60) -> None:
+    """Poll until a worker answers HTTP (gunicorn's master listens before its workers have
+    booted, seconds later on a busy machine: a test's fault timers start after this)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if send_raw(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 5).startswith(b"HTTP/"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"no worker answered on {port}")
+
+
 @contextmanager
 def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, **env):
     """Run ``gunicorn -c gunicorn.conf.py <app>`` as the Procfile does; yields its port."""
@@ -47,6 +61,7 @@ def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = No
         )
         try:
             wait_for_port(port)
+            wait_for_answer(port)
             yield port
         finally:
             process.terminate()
