@@ -13,7 +13,9 @@ from app.errors import json_response
 from app.services import services
 from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.metabase import is_guid, parse_json
+from schemas.reportparse.shape import with_facts
 from storage.legacy import legacy_fallback
+from storage.report_facts import load_facts
 from storage.reports import load_report
 
 logger = logging.getLogger(__name__)
@@ -43,19 +45,23 @@ def post_report():
 
 @v3.get("/report/<guid>")
 def get_report(guid: str):
-    """The stored v3 document, or 404 in the v3 error form."""
+    """The stored v3 document with the facts parsed from its text merged in (a field the
+    submitter sent wins), or 404 in the v3 error form."""
     if not is_guid(guid):
         return json_response(NOT_FOUND, 404)
+    parsed = None
     try:
         with services().engine.connect() as conn:
             row = load_report(conn, guid)
+            if row is not None:
+                parsed = load_facts(conn, row["id"])
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if row is None:  # not migrated yet: the legacy Metabase cache, when configured
         row = legacy_fallback(services().settings.LEGACY_DATABASE_URL, guid)
     if row is None:
         return json_response(NOT_FOUND, 404)
-    return json_response(row["report"], 200)
+    return json_response(with_facts(row["report"], parsed), 200)
 
 
 def init_app(app: Flask) -> None:

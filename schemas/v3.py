@@ -38,9 +38,19 @@ class LanguageSchema(_Open):
     name = fields.String(required=True, validate=validate.OneOf(LANGUAGES))
     version = fields.String(required=True, metadata={"example": "5.24.1"})
     archname = fields.String(required=True, metadata={"example": "darwin-2level"})
-    build = fields.String()
-    variables = fields.Dict(keys=fields.String(), values=fields.String())
+    build = fields.String(metadata={"description": "The `perl -V` summary"})
+    variables = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "Perl special variables ($^X, $UID...)"}
+    )
     commit_id = fields.String()
+    config = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={
+            "description": "Ours: key `perl -V` fields (osname, osvers, archname, useithreads, usemultiplicity, "
+            "use64bitint, use64bitall, uselongdouble, cc, gccversion, optimize), parsed from the report text"
+        },
+    )
     implementation = fields.String()
     backend = fields.Nested(BackendSchema)
 
@@ -90,6 +100,11 @@ class OutputSchema(_Open):
     install = fields.String()
 
 
+class FailedFileSchema(_Open):
+    file = fields.String(required=True, metadata={"example": "t/01-basic.t"})
+    failed = fields.String(metadata={"description": "Numbers of the failed tests as printed", "example": "3, 5-7"})
+
+
 class TodoSchema(_Open):
     pass_ = fields.Integer(required=True, data_key="pass", validate=validate.Range(min=0))
     fail = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -104,6 +119,10 @@ class ResultSchema(_Open):
     warnings = fields.Integer(validate=validate.Range(min=0))
     todo = fields.Nested(TodoSchema)
     duration = fields.Float(validate=validate.Range(min=0))
+    failed_files = fields.List(
+        fields.Nested(FailedFileSchema),
+        metadata={"description": "Ours: the test files the harness summary lists as failed"},
+    )
 
 
 class NewReportSchema(_Open):

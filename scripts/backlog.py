@@ -4,12 +4,23 @@
     python -m scripts.backlog --ids 1000-250000 --process       # process an id range here, now
     python -m scripts.backlog --since 2026-11-01 --until 2026-11-02 --dry-run
     python -m scripts.backlog --guid 0cbce1be-07f0-11e3-9db1-878205732d18 --process
+    python -m scripts.backlog --enrich                          # backfill: parse report texts
 
 Selects ``test_report`` rows with no ``cpanstats`` row (Perl 6 reports, marked skipped,
 are left out), walking the table by id in windows, with a progress bar. ``--guid`` takes
 the given reports whatever their state. By default it queues one RQ job per batch of
 GUIDs (``workers.jobs.process_batch``, one transaction per batch); ``--process`` does the
 work in this process instead. Safe while the workers run: processing is idempotent.
+
+``--enrich`` is the backfill of the facts parsed from report texts (``storage/report_facts``):
+it walks every stored report (migrated ones included) by id windows and queues one
+``workers.enrich.enrich_range`` job per window holding reports with no facts, or facts of
+an older parser, on the low-priority queue (``reports-low``: workers take it only when no
+report waits). At most ``--max-queued`` such jobs wait at a time, so the progress bar
+follows the work done. Resumable: run it again and the windows already done are passed
+over (one index range read each); after a parser change (``PARSER_VERSION``) the same
+command parses every report again. ``--process`` parses here, ``--dry-run`` only counts,
+``--ids`` narrows, ``--guid`` parses these reports again whatever their facts.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -90,6 +102,85 @@ def batches(guids: Iterator[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+ENRICH_WINDOW = 1000
+"""Report ids per backfill job (its stale reports are parsed 250 per transaction)."""
+
+ENRICH_MAX_QUEUED = 50
+"""Backfill jobs allowed to wait in the low-priority queue at once."""
+
+
+def enrich_windows(engine: sa.Engine, ids: tuple[int, int] | None, window: int) -> Iterator[tuple[int, int, int]]:
+    """``(low, high, stale)`` for each id window holding reports whose facts are missing or
+    stale, in id order (a short read per window)."""
+    from storage.report_facts import id_bounds, stale_count
+
+    with engine.connect() as conn:
+        low, high = id_bounds(conn)
+    if low is None:
+        return
+    if ids:
+        low, high = max(low, ids[0]), min(high, ids[1])
+    start = low
+    while start <= high:
+        end = min(start + window - 1, high)
+        with engine.connect() as conn:
+            stale = stale_count(conn, start, end)
+        yield start, end, stale
+        start = end + 1
+
+
+def wait_for_room(redis, limit: int, poll: float = 0.5) -> None:
+    """Block while ``limit`` backfill jobs or more wait (live reports go first anyway)."""
+    low = queue.low_queue(redis)
+    while low.count >= limit:
+        time.sleep(poll)
+
+
+def enrich_main(args, engine: sa.Engine, redis) -> int:
+    """The backfill: parse the texts of reports whose facts are missing or stale."""
+    from storage import report_facts
+    from workers.enrich import ENRICH_RANGE, JOB_TIMEOUT, RETRY, enqueue_enrichment
+
+    if args.guid:
+        if args.dry_run:
+            print(f"would parse {len(args.guid)} reports")
+        elif args.process:
+            print(f"parsed {report_facts.enrich_guids(engine, args.guid)} reports")
+        else:
+            enqueue_enrichment(redis, args.guid)
+            print(f"queued {len(args.guid)} reports")
+        return 0
+    totals = {"reports": 0, "jobs": 0}
+    with engine.connect() as conn:
+        low, high = report_facts.id_bounds(conn)
+    span = 0 if low is None else (min(high, args.ids[1]) - max(low, args.ids[0]) + 1 if args.ids else high - low + 1)
+    with tqdm(total=max(span, 0), unit="id", disable=args.no_progress, file=sys.stderr, desc="backfill") as progress:
+        for start, end, stale in enrich_windows(engine, args.ids, args.window):
+            if stale and not args.dry_run:
+                if args.process:
+                    report_facts.enrich_stale(engine, start, end)
+                else:
+                    wait_for_room(redis, args.max_queued)
+                    queue.low_queue(redis).enqueue_call(
+                        ENRICH_RANGE,
+                        args=(start, end),
+                        job_id=f"enrich-{start}-{end}",
+                        timeout=JOB_TIMEOUT,
+                        ttl=queue.JOB_TTL,
+                        result_ttl=queue.RESULT_TTL,
+                        failure_ttl=queue.FAILURE_TTL,
+                        retry=RETRY,
+                        description=f"enrich reports {start}-{end}",
+                    )
+                    totals["jobs"] += 1
+            totals["reports"] += stale
+            progress.update(end - start + 1)
+            progress.set_postfix(reports=totals["reports"])
+    verb = "would parse" if args.dry_run else ("parsed" if args.process else "queued")
+    print(f"{verb} {totals['reports']} reports" + (f" in {totals['jobs']} jobs" if totals["jobs"] else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--guid", action="append", default=[], help="this report (repeatable)")
@@ -100,12 +191,19 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=200, help="reports per job / transaction (200)")
     parser.add_argument("--dry-run", action="store_true", help="only count what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--enrich", action="store_true", help="backfill the facts parsed from report texts")
+    parser.add_argument("--window", type=int, default=ENRICH_WINDOW, help="--enrich: report ids per job (1000)")
+    parser.add_argument(
+        "--max-queued", type=int, default=ENRICH_MAX_QUEUED, help="--enrich: backfill jobs waiting at most (50)"
+    )
     args = parser.parse_args(argv)
     config = settings.load()
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     engine = processing_engine(config.DATABASE_URL)
     redis = None if (args.process or args.dry_run) else queue.connect(config.REDIS_URL)
+    if args.enrich:
+        return enrich_main(args, engine, redis)
     totals = {"reports": 0, "batches": 0, "failed": 0}
     with tqdm(total=0, unit="id", disable=args.no_progress, file=sys.stderr, desc="scanning") as progress:
         guids = iter(args.guid) if args.guid else unprocessed(engine, args.ids, args.since, args.until, progress)

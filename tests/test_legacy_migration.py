@@ -290,7 +290,10 @@ def test_v3_api_falls_back_to_the_legacy_cache_for_a_guid_not_migrated(backend, 
         "name": "TimeDate",
         "version": "2.33",
         "path": "ATOOMIC/TimeDate-2.33.tar.gz",
+        # parsed from the report text on the fly (a report not in our tables has no facts)
+        "prerequisites": [{"phase": "requires", "name": "ExtUtils::MakeMaker", "need": "0", "have": "7.70"}],
     }
+    assert response.json["environment"]["user_agent"] == "CPANPLUS 0.9914"
     assert response.json["reporter"]["name"] == "Chris Williams (BINGOS)"
     assert app.test_client().get("/v3/report/00000000-0000-11e3-0000-000000000000").status_code == 404
     app.extensions["cpantesters"].engine.dispose()

@@ -318,9 +318,9 @@ t/00-report-prereqs.t .. ok
 
 def test_constructed_report_prereqs_with_a_version_range_and_a_missing_module():
     parsed = parse_report_text(CONSTRUCTED_REPORT_PREREQS)
-    assert parsed.prerequisites == [
-        Prerequisite("runtime", "Foo::Bar", ">= 1.05, < 2", "1.04"),
+    assert parsed.prerequisites == [  # listed by phase, then name
         Prerequisite("runtime", "Baz", "0", "n/a"),
+        Prerequisite("runtime", "Foo::Bar", ">= 1.05, < 2", "1.04"),
     ]
 
 

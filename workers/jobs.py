@@ -102,6 +102,14 @@ def _record(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset()) -> 
         counters.record(job.connection, counters.PROCESSED, processed)
 
 
+def _enrich(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset()) -> None:
+    """After the commit: parse the texts of the reports this job processed into their
+    facts (``workers/enrich.py``; never raises, a failure is queued as low-priority work)."""
+    from workers.enrich import enrich_after_processing  # it imports this module
+
+    enrich_after_processing(sorted(g for g, o in outcomes.items() if o is not Outcome.MISSING and g not in unchanged))
+
+
 COALESCE_LIMIT = 50
 """With a backlog, a report job also takes up to this many reports queued behind it into
 its transaction; their own jobs then find them done and return at once."""
@@ -202,6 +210,7 @@ def process_report(guid: str) -> str:
     elif own not in unchanged:
         logger.info("processed guid=%s outcome=%s with=%d others", guid, outcome.value, len(outcomes) - 1)
     _record(outcomes, unchanged)
+    _enrich(outcomes, unchanged)
     return outcome.value
 
 
@@ -230,6 +239,7 @@ def process_batch(guids: list[str]) -> dict[str, int]:
                 failed[guid] = _reason(one_exc)
                 logger.error("processing failed guid=%s reason=%s", guid, failed[guid])
         _record(outcomes)
+        _enrich(outcomes)
         if failed:
             if _last_attempt():
                 with db.begin() as conn:
@@ -238,6 +248,7 @@ def process_batch(guids: list[str]) -> dict[str, int]:
             raise BatchFailed(f"{len(failed)} of {len(guids)} reports failed: {failed}") from exc
         return outcome_counts(outcomes)
     _record(outcomes)
+    _enrich(outcomes)
     counts = outcome_counts(outcomes)
     logger.info("processed batch of %d %s", len(guids), counts)
     return counts

@@ -21,16 +21,28 @@ logger = logging.getLogger(__name__)
 QUEUE_NAME = "reports"
 """The queue new reports go to (visible in the dashboard under this name)."""
 
+LOW_QUEUE_NAME = "reports-low"
+"""The low-priority queue: backfill work (parsing stored reports' texts again). Workers
+listen on it after :data:`QUEUE_NAME`, so a live report always goes first."""
+
 JOB_FUNCTION = "workers.jobs.process_report"
 """Dotted path of the job, so that enqueuing does not import the processing code."""
 
 BATCH_JOB_FUNCTION = "workers.jobs.process_batch"
 """The backlog tool's job: many reports in one transaction."""
 
+ENRICH_REPORTS_FUNCTION = "workers.enrich.enrich_reports"
+"""Parse the texts of given reports into their facts (low-priority queue)."""
+
+ENRICH_RANGE_FUNCTION = "workers.enrich.enrich_range"
+"""The backfill's job: parse the reports of an id window whose facts are missing or stale."""
+
 ALLOWED_JOB_FUNCTIONS = frozenset(
     {
         JOB_FUNCTION,
         BATCH_JOB_FUNCTION,
+        ENRICH_REPORTS_FUNCTION,
+        ENRICH_RANGE_FUNCTION,
     }
 )
 """The only functions a worker runs (``workers.allowlist``): RQ stores the dotted name of
@@ -86,6 +98,11 @@ def connect(
 def report_queue(connection: redis.Redis, name: str = QUEUE_NAME, job_class=None) -> Queue:
     """The queue ``name`` with our serializer (and, for workers, their job class)."""
     return Queue(name, connection=connection, serializer=SERIALIZER, job_class=job_class)
+
+
+def low_queue(connection: redis.Redis) -> Queue:
+    """The queue of :data:`LOW_QUEUE_NAME`."""
+    return report_queue(connection, LOW_QUEUE_NAME)
 
 
 def enqueue_report(

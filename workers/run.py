@@ -40,14 +40,19 @@ def build_worker(
     maintenance_interval: int | None = None,
     database_probe=None,
 ):
-    """The worker on the reports queue, with the settings' heartbeat, maintenance and back-off."""
+    """The worker on the reports queue, then the low-priority one, with the settings'
+    heartbeat, maintenance and back-off."""
     config = config or settings.load()
     # The classes time each job into the Redis histogram behind /metrics, log one line per
     # job with its GUID and duration, and wait through Redis and database outages.
     worker_class = ForkingReportWorker if fork else ReportWorker
     # Only allowlisted job functions run (workers.allowlist): refused before any fork.
+    # RQ takes the queues in order: the low-priority (backfill) queue only when no report waits.
     return allowlisted(worker_class)(
-        [queue.report_queue(connection, job_class=AllowlistedJob)],
+        [
+            queue.report_queue(connection, job_class=AllowlistedJob),
+            queue.report_queue(connection, queue.LOW_QUEUE_NAME, job_class=AllowlistedJob),
+        ],
         connection=connection,
         serializer=queue.SERIALIZER,
         job_class=AllowlistedJob,

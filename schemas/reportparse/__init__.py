@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from schemas.reportparse.environment import environment_variable, special_variables
 from schemas.reportparse.harness import Harness
-from schemas.reportparse.model import FailedFile, ParsedReport, Prerequisite
+from schemas.reportparse.model import FailedFile, ParsedReport, Prerequisite, prerequisite_order
 from schemas.reportparse.perl_config import parse_config, summary_offset
 from schemas.reportparse.reporter import user_agent
 from schemas.reportparse.tables import CPANPLUS_PHASE, Table, report_prereqs_phase
@@ -180,6 +180,7 @@ def parse_report_text(text: str) -> ParsedReport:
         if (phase, name) not in seen:
             seen.add((phase, name))
             parsed.prerequisites.append(Prerequisite(phase, name, need, have))
+    parsed.prerequisites.sort(key=prerequisite_order)
     if toolchain is not None:
         parsed.toolchain = {name: have for _phase, name, _need, have in toolchain.rows}
     return parsed

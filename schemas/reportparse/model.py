@@ -20,6 +20,15 @@ class Prerequisite:
     have: str
 
 
+PHASE_ORDER = {"configure": 0, "build": 1, "test": 2, "runtime": 3, "requires": 4}
+
+
+def prerequisite_order(p: Prerequisite) -> tuple:
+    """The order prerequisites are listed in: by phase (configure, build, test, runtime,
+    CPANPLUS's all-phase list, then the others), then by name ignoring case."""
+    return (PHASE_ORDER.get(p.phase, 9), p.phase, p.name.casefold(), p.name)
+
+
 @dataclass(frozen=True)
 class FailedFile:
     """A test file the harness summary lists as failed, with the numbers of its failed

@@ -107,3 +107,13 @@ def merge_parsed(doc: dict, fields: dict[tuple[str, ...], object]) -> dict:
 def enrich_document(doc: dict, parsed: ParsedReport) -> dict:
     """``doc`` with the fields parsed from its own text (see :func:`merge_parsed`)."""
     return merge_parsed(doc, v3_fields(parsed, report_text(doc)))
+
+
+def with_facts(doc: dict, parsed: ParsedReport | None = None) -> dict:
+    """The v3 answer for a stored document: its stored facts merged in, or, for a report
+    not enriched yet (or not in our tables: the legacy fallback), its text parsed now."""
+    if parsed is None:
+        from schemas.reportparse import parse_report_text
+
+        parsed = parse_report_text(report_text(doc))
+    return enrich_document(doc, parsed)
