@@ -13,7 +13,7 @@ from app.errors import json_response
 from app.services import services
 from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.metabase import is_guid, parse_json
-from schemas.reportparse.shape import with_facts
+from schemas.reportparse.shape import report_text, with_facts
 from storage.legacy import legacy_fallback
 from storage.report_facts import load_facts
 from storage.reports import load_report
@@ -54,7 +54,7 @@ def get_report(guid: str):
         with services().engine.connect() as conn:
             row = load_report(conn, guid)
             if row is not None:
-                parsed = load_facts(conn, row["id"])
+                parsed = load_facts(conn, row["id"], report_text(row["report"]))
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if row is None:  # not migrated yet: the legacy Metabase cache, when configured

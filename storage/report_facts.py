@@ -1,14 +1,15 @@
 """The facts parsed from report texts: write them (idempotently), find the reports whose
 facts are missing or stale, and read them back for the v3 answer.
 
-A report's facts are one ``report_facts`` row and its ``report_prereq`` rows, written
-in one transaction that first locks (upserts) the ``report_facts`` row, so two runs on one
-report serialise and the second one's rows replace the first's. Strings and sets are
-interned before that transaction, each in a short transaction of its own, and are never
-deleted: an id once read stays valid, and each process remembers the ids it has met (a
-tester's environment repeats in every report it sends, so after warm-up enriching a report
-costs one transaction and no look-up). An interned string or set that no report ends up
-using (a failed write) is harmless.
+A report's facts are one ``report_facts`` row of ids and counts, upserted: writing a
+report's facts again replaces them. What the ids point to is content-addressed and
+interned first, each kind in a short transaction of its own: strings (``fact_string``),
+sets of name/value pairs (``fact_set``, the pairs packed in the row) and prerequisite
+lists (``prereq_set`` with one ``prereq_set_item`` row per prerequisite). Interned rows are
+never deleted: an id once read stays valid, and each process remembers the ids it has met
+(a tester's environment repeats in every report it sends, so after warm-up most of a
+report's facts cost no look-up). An interned row no report ends up using (a failed write)
+is harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -29,12 +31,13 @@ from schemas.reportparse.shape import report_text
 from schemas.text import storable
 from storage.processing import deadlock_retry
 from storage.reports import read_document
-from storage.tables import fact_set, fact_set_item, fact_string, report_facts, report_prereq, test_report
-from storage.upserts import insert_missing, upsert
+from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
+from storage.upserts import insert_int_rows, insert_missing, upsert
 
 logger = logging.getLogger(__name__)
 
 SET_COLUMNS = ("config_set", "env_set", "perl_set", "toolchain_set", "failed_set")
+"""The ``report_facts`` columns that point to ``fact_set`` rows."""
 COUNT_COLUMNS = ("tests", "failures", "skipped", "todo_pass", "todo_fail", "duration")
 LOOKUP_CHUNK = 500
 """Digests per ``IN (...)`` look-up."""
@@ -66,6 +69,7 @@ class _Ids(OrderedDict):
 class _Caches:
     strings: _Ids
     sets: _Ids
+    prereqs: _Ids
 
 
 _CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -76,11 +80,12 @@ def _caches(engine: sa.Engine) -> _Caches:
     tables disposes of its engine, which forgets them)."""
     caches = _CACHES.get(engine)
     if caches is None:
-        caches = _CACHES[engine] = _Caches(_Ids(), _Ids())
+        caches = _CACHES[engine] = _Caches(_Ids(), _Ids(), _Ids())
 
         def forget(_engine) -> None:
             caches.strings.clear()
             caches.sets.clear()
+            caches.prereqs.clear()
 
         sa.event.listen(engine, "engine_disposed", forget)
     return caches
@@ -132,113 +137,197 @@ def _set_digest(pairs: dict[str, str]) -> bytes:
     return digest(json.dumps(sorted(pairs.items()), ensure_ascii=False, separators=(",", ":")))
 
 
-def intern_sets(engine: sa.Engine, sets: Iterable[dict[str, str]], strings: dict[str, int]) -> dict[bytes, int]:
-    """The ``fact_set`` id of each non-empty set of pairs, by :func:`_set_digest`, creating
-    the new ones with their items in one transaction (so a stored set has all its items).
-    ``strings`` must hold the ids of every name and value."""
-    cache = _caches(engine).sets
+def pack_pairs(pairs: list[tuple[int, int]]) -> bytes:
+    """``(name id, value id)`` pairs as little-endian uint32s (8 bytes a pair)."""
+    return struct.pack(f"<{2 * len(pairs)}I", *(i for pair in pairs for i in pair))
+
+
+def unpack_pairs(items: bytes) -> list[tuple[int, int]]:
+    values = struct.unpack(f"<{len(items) // 4}I", items)
+    return list(zip(values[0::2], values[1::2], strict=True))
+
+
+def _intern(engine: sa.Engine, table: sa.Table, cache: _Ids, wanted: dict[bytes, object], create) -> dict[bytes, int]:
+    """Ids of content-addressed rows by digest: cached, read, or created by ``create(conn,
+    missing digests)`` in one transaction with the look-up (sorted digests: one insertion
+    order everywhere, so two workers never deadlock)."""
     ids: dict[bytes, int] = {}
-    wanted: dict[bytes, dict[str, str]] = {}
-    for pairs in sets:
-        if not pairs:
-            continue
-        key = _set_digest(pairs)
+    unknown = []
+    for key in wanted:
         known = cache.get_id(key)
         if known is None:
-            wanted[key] = pairs
+            unknown.append(key)
         else:
             ids[key] = known
-    if not wanted:
+    if not unknown:
         return ids
-    digests = sorted(wanted)
+    unknown.sort()
     with engine.begin() as conn:
-        found = _read_ids(conn, fact_set, digests)
-        missing = [d for d in digests if d not in found]
+        found = _read_ids(conn, table, unknown)
+        missing = [d for d in unknown if d not in found]
         if missing:
-            insert_missing(conn, fact_set, [{"digest": d} for d in missing], ["digest"])
-            found.update(_read_ids(conn, fact_set, missing))
-            items = [
-                {"set_id": found[d], "name_id": strings[name], "value_id": strings[value]}
-                for d in missing
-                for name, value in sorted(wanted[d].items())
-            ]
-            insert_missing(conn, fact_set_item, items, ["set_id", "name_id"])
-    for key in wanted:
+            create(conn, missing, found)
+    for key in unknown:
         cache.put(key, found[key])
         ids[key] = found[key]
     return ids
 
 
-def _sets_of(parsed: ParsedReport) -> dict[str, dict[str, str]]:
-    return {
+def intern_sets(engine: sa.Engine, wanted: dict[bytes, dict[str, str]], strings: dict[str, int]) -> dict[bytes, int]:
+    """The ``fact_set`` id of each set of pairs, by :func:`_set_digest` (the keys of
+    ``wanted``). ``strings`` must hold the ids of every name and value."""
+
+    def create(conn, missing, found):
+        rows = []
+        for key in missing:
+            pairs = sorted((strings[name], strings[value]) for name, value in wanted[key].items())
+            rows.append({"digest": key, "pairs": pack_pairs(pairs)})
+        insert_missing(conn, fact_set, rows, ["digest"])
+        found.update(_read_ids(conn, fact_set, missing))
+
+    return _intern(engine, fact_set, _caches(engine).sets, wanted, create)
+
+
+def _prereq_digest(prerequisites: list[Prerequisite]) -> bytes:
+    listed = sorted((p.phase, p.name, p.need, p.have) for p in prerequisites)
+    return digest(json.dumps(listed, ensure_ascii=False, separators=(",", ":")))
+
+
+def intern_prereq_sets(
+    engine: sa.Engine, wanted: dict[bytes, list[Prerequisite]], strings: dict[str, int]
+) -> dict[bytes, int]:
+    """The ``prereq_set`` id of each prerequisite list, by :func:`_prereq_digest` (the
+    keys of ``wanted``), created with its items in one transaction (a set that exists has
+    all its items: a second creator's items are duplicates, left alone)."""
+
+    def create(conn, missing, found):
+        insert_missing(conn, prereq_set, [{"digest": key} for key in missing], ["digest"])
+        found.update(_read_ids(conn, prereq_set, missing))
+        items = sorted(
+            (found[key], strings[p.phase], strings[p.name], strings[p.need], strings[p.have])
+            for key in missing
+            for p in wanted[key]
+        )
+        insert_int_rows(conn, prereq_set_item, PREREQ_COLUMNS, items, key=("set_id", "phase", "module"))
+
+    return _intern(engine, prereq_set, _caches(engine).prereqs, wanted, create)
+
+
+PREREQ_COLUMNS = ("set_id", "phase", "module", "need", "have")
+
+
+VALUE_IN_TEXT_CHARS = 64
+"""Environment values longer than this are read from the report text (see :func:`in_text`)."""
+VOLATILE_MARKERS = ("IS_RUNNING", "IS_EXECUTING", "SMOKER_CURRENT")
+
+
+def in_text(name: str, value: str) -> bool:
+    """Whether an environment variable's value is kept as its place in the report text
+    rather than interned: values that change from report to report (PIDs, the dist being
+    smoked, build directories in PERL5LIB and PATH, other paths, long values). The rest of
+    a tester's environment then repeats exactly and is stored once (``fact_set``)."""
+    return (
+        len(value) > VALUE_IN_TEXT_CHARS
+        or "/" in value
+        or "\\" in value
+        or any(marker in name for marker in VOLATILE_MARKERS)
+    )
+
+
+def _spanned(parsed: ParsedReport) -> list[str]:
+    """The environment variables of ``parsed`` kept as places in its text."""
+    return [
+        name for name, value in parsed.environment.items() if name in parsed.environment_spans and in_text(name, value)
+    ]
+
+
+def pack_triples(triples: list[tuple[int, int, int]]) -> bytes:
+    return struct.pack(f"<{3 * len(triples)}I", *(i for triple in triples for i in triple))
+
+
+def unpack_triples(packed: bytes) -> list[tuple[int, int, int]]:
+    values = struct.unpack(f"<{len(packed) // 4}I", packed)
+    return list(zip(values[0::3], values[1::3], values[2::3], strict=True))
+
+
+@dataclass
+class _Prepared:
+    """What storing one report's facts needs, worked out once."""
+
+    parsed: ParsedReport
+    sets: dict[str, tuple[bytes, dict[str, str]] | None]  # column -> (digest, pairs)
+    spanned: list[str]
+    prereqs: bytes | None  # digest of the prerequisite list
+
+    def strings(self) -> Iterable[str]:
+        parsed = self.parsed
+        if parsed.user_agent:
+            yield parsed.user_agent
+        for p in parsed.prerequisites:
+            yield from (p.phase, p.name, p.need, p.have)
+        for found in self.sets.values():
+            if found is not None:
+                for name, value in found[1].items():
+                    yield name
+                    yield value
+        yield from self.spanned
+
+
+def _prepare(parsed: ParsedReport) -> _Prepared:
+    spanned = _spanned(parsed)
+    skip = set(spanned)
+    sets = {
         "config_set": parsed.config,
-        "env_set": parsed.environment,
+        "env_set": {k: v for k, v in parsed.environment.items() if k not in skip},
         "perl_set": parsed.perl_variables,
         "toolchain_set": parsed.toolchain,
         "failed_set": {f.file: f.failed for f in parsed.failed_files},
     }
-
-
-def _strings_of(parsed: ParsedReport) -> Iterable[str]:
-    if parsed.user_agent:
-        yield parsed.user_agent
-    for p in parsed.prerequisites:
-        yield from (p.phase, p.name, p.need, p.have)
-    for pairs in _sets_of(parsed).values():
-        for name, value in pairs.items():
-            yield name
-            yield value
+    return _Prepared(
+        parsed,
+        {column: (_set_digest(pairs), pairs) if pairs else None for column, pairs in sets.items()},
+        spanned,
+        _prereq_digest(parsed.prerequisites) if parsed.prerequisites else None,
+    )
 
 
 def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> None:
     """Write the facts of reports (by ``test_report.id``), replacing what they had."""
     if not parsed_by_id:
         return
-    strings = intern_strings(engine, (s for parsed in parsed_by_id.values() for s in _strings_of(parsed)))
-    set_ids = intern_sets(engine, (s for parsed in parsed_by_id.values() for s in _sets_of(parsed).values()), strings)
-    rows, prereqs = [], []
-    for report_id in sorted(parsed_by_id):
-        parsed = parsed_by_id[report_id]
+    prepared = {report_id: _prepare(parsed) for report_id, parsed in parsed_by_id.items()}
+    strings = intern_strings(engine, (s for p in prepared.values() for s in p.strings()))
+    set_ids = intern_sets(
+        engine, {f[0]: f[1] for p in prepared.values() for f in p.sets.values() if f is not None}, strings
+    )
+    prereq_ids = intern_prereq_sets(
+        engine, {p.prereqs: p.parsed.prerequisites for p in prepared.values() if p.prereqs is not None}, strings
+    )
+    rows = []
+    for report_id in sorted(prepared):  # in key order: a fixed lock order
+        p = prepared[report_id]
+        parsed = p.parsed
         row = {
             "report_id": report_id,
             "parser": PARSER_VERSION,
             "user_agent": strings[parsed.user_agent] if parsed.user_agent else None,
             "build_offset": parsed.build_offset,
+            "prereq_set": prereq_ids[p.prereqs] if p.prereqs is not None else None,
             **{c: getattr(parsed, c) for c in COUNT_COLUMNS},
         }
-        for column, pairs in _sets_of(parsed).items():
-            row[column] = set_ids[_set_digest(pairs)] if pairs else None
+        for column, found in p.sets.items():
+            row[column] = set_ids[found[0]] if found is not None else None
+        spans = sorted((strings[name], *parsed.environment_spans[name]) for name in p.spanned)
+        row["env_spans"] = pack_triples(spans) if spans else None
         rows.append(row)
-        for p in parsed.prerequisites:
-            prereqs.append(
-                {
-                    "report_id": report_id,
-                    "phase": strings[p.phase],
-                    "module": strings[p.name],
-                    "need": strings[p.need],
-                    "have": strings[p.have],
-                }
-            )
-    write_rows(engine, rows, prereqs)
+    write_rows(engine, rows)
 
 
-def write_rows(engine: sa.Engine, rows: list[dict], prereqs: list[dict]) -> None:
-    """One transaction: lock/replace the ``report_facts`` rows (in id order), then replace
-    their ``report_prereq`` rows. Retried from the start on a deadlock."""
-    ids = [row["report_id"] for row in rows]
-
-    @deadlock_retry
-    def run() -> None:
-        with engine.begin() as conn:
-            upsert(
-                conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in rows[0] if c != "report_id"]
-            )
-            for chunk in _chunks(ids):
-                conn.execute(report_prereq.delete().where(report_prereq.c.report_id.in_(list(chunk))))
-            if prereqs:
-                conn.execute(report_prereq.insert(), prereqs)
-
-    run()
+@deadlock_retry
+def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
+    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock)."""
+    with engine.begin() as conn:
+        upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in rows[0] if c != "report_id"])
 
 
 # -- which reports, and enriching them -------------------------------------------------------
@@ -318,45 +407,48 @@ def _strings_by_id(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
     return found
 
 
-def load_facts(conn: sa.Connection, report_id: int) -> ParsedReport | None:
+def load_facts(conn: sa.Connection, report_id: int, text: str) -> ParsedReport | None:
     """The stored facts of a report as a :class:`ParsedReport`, or None when it has none
-    yet (not enriched: the caller may parse its text instead)."""
+    yet (not enriched: the caller may parse its text instead). ``text`` is the report's
+    text (``schemas.reportparse.shape.report_text``), where some values are read from."""
     row = conn.execute(sa.select(report_facts).where(report_facts.c.report_id == report_id)).mappings().first()
     if row is None:
         return None
-    prereq_rows = conn.execute(
-        sa.select(report_prereq.c.phase, report_prereq.c.module, report_prereq.c.need, report_prereq.c.have).where(
-            report_prereq.c.report_id == report_id
-        )
-    ).all()
-    set_ids = {row[c] for c in SET_COLUMNS if row[c] is not None}
+    prereq_rows = []
+    if row["prereq_set"] is not None:
+        i = prereq_set_item.c
+        query = sa.select(i.phase, i.module, i.need, i.have).where(i.set_id == row["prereq_set"])
+        prereq_rows = [tuple(r) for r in conn.execute(query)]
+    set_ids = sorted({row[c] for c in SET_COLUMNS if row[c] is not None})
     items: dict[int, list[tuple[int, int]]] = {}
     if set_ids:
-        query = sa.select(fact_set_item).where(fact_set_item.c.set_id.in_(sorted(set_ids)))
-        for item in conn.execute(query):
-            items.setdefault(item.set_id, []).append((item.name_id, item.value_id))
+        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(set_ids))
+        items = {set_id: unpack_pairs(bytes(packed)) for set_id, packed in conn.execute(query)}
+    spans = unpack_triples(bytes(row["env_spans"])) if row["env_spans"] is not None else []
     wanted = {i for r in prereq_rows for i in r}
     wanted.update(i for pairs in items.values() for pair in pairs for i in pair)
+    wanted.update(name for name, _start, _end in spans)
     if row["user_agent"] is not None:
         wanted.add(row["user_agent"])
-    text = _strings_by_id(conn, wanted)
+    strings = _strings_by_id(conn, wanted)
 
     def pairs_of(column: str) -> dict[str, str]:
         found = items.get(row[column], []) if row[column] is not None else []
-        return dict(sorted((text[n], text[v]) for n, v in found))
+        return dict(sorted((strings[n], strings[v]) for n, v in found))
 
-    prerequisites = sorted(
-        (Prerequisite(text[p], text[m], text[n], text[h]) for p, m, n, h in prereq_rows),
-        key=prerequisite_order,
-    )
-    config = pairs_of("config_set")
+    environment = pairs_of("env_set")
+    environment.update((strings[name], text[start:end]) for name, start, end in spans if end <= len(text))
     return ParsedReport(
-        user_agent=text[row["user_agent"]] if row["user_agent"] is not None else None,
-        prerequisites=prerequisites,
-        environment=pairs_of("env_set"),
+        user_agent=strings[row["user_agent"]] if row["user_agent"] is not None else None,
+        prerequisites=sorted(
+            (Prerequisite(strings[p], strings[m], strings[n], strings[h]) for p, m, n, h in prereq_rows),
+            key=prerequisite_order,
+        ),
+        environment=dict(sorted(environment.items())),
+        environment_spans={strings[name]: (start, end) for name, start, end in spans},
         perl_variables=pairs_of("perl_set"),
         toolchain=pairs_of("toolchain_set"),
-        config=config,
+        config=pairs_of("config_set"),
         build_offset=row["build_offset"],
         failed_files=[FailedFile(file, failed) for file, failed in pairs_of("failed_set").items()],
         **{c: row[c] for c in COUNT_COLUMNS},

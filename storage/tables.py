@@ -198,11 +198,15 @@ legacy_migration_error = sa.Table(
 
 # Ours: facts parsed from each report's text (schemas/reportparse), written by the workers
 # and the backfill (storage/report_facts.py); derived data, rebuilt by parsing again.
-# Strings (module names, versions, variable names and values...) are kept once in
-# fact_string; a set of name/value pairs a report shares with others (its environment
-# variables, special variables, toolchain, perl -V fields, failed test files) once in
-# fact_set/fact_set_item, so a tester's repeated environment costs a report 4 bytes.
+# Every string (module names, versions, variable names and values...) is kept once in
+# fact_string. A report's sets of name/value pairs (environment variables, special
+# variables, toolchain, perl -V fields, failed test files) are kept once each in fact_set,
+# and its list of prerequisites once in prereq_set/prereq_set_item: a tester's repeated
+# environment, or a prerequisite list met before, costs a report 4 bytes. The view
+# report_prereq (migration 0119) lists (report_id, phase, module, need, have) ids.
 Digest16 = sa.LargeBinary(16).with_variant(mysql.BINARY(16), "mysql")
+ReportId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Blob = sa.LargeBinary().with_variant(mysql.BLOB(), "mysql")
 
 fact_string = sa.Table(
     "fact_string",
@@ -218,28 +222,46 @@ fact_set = sa.Table(
     metadata,
     sa.Column("id", UnsignedInt, primary_key=True, autoincrement=True),
     sa.Column("digest", Digest16, nullable=False, unique=True, doc="MD5 of the set's sorted pairs."),
+    sa.Column("pairs", Blob, nullable=False, doc="(name, value) fact_string ids, little-endian uint32 pairs."),
     **MYSQL_TABLE_ARGS,
 )
 
-fact_set_item = sa.Table(
-    "fact_set_item",
+prereq_set = sa.Table(
+    "prereq_set",
+    metadata,
+    sa.Column("id", UnsignedInt, primary_key=True, autoincrement=True),
+    sa.Column("digest", Digest16, nullable=False, unique=True, doc="MD5 of the sorted prerequisites."),
+    **MYSQL_TABLE_ARGS,
+)
+
+prereq_set_item = sa.Table(
+    "prereq_set_item",
     metadata,
     sa.Column("set_id", UnsignedInt, nullable=False),
-    sa.Column("name_id", UnsignedInt, nullable=False, doc="fact_string id of the name."),
-    sa.Column("value_id", UnsignedInt, nullable=False, doc="fact_string id of the value."),
-    sa.PrimaryKeyConstraint("set_id", "name_id"),
+    sa.Column("phase", UnsignedInt, nullable=False, doc="fact_string id: 'runtime', 'build'..."),
+    sa.Column("module", UnsignedInt, nullable=False, doc="fact_string id of the module name."),
+    sa.Column("need", UnsignedInt, nullable=False, doc="fact_string id of the version needed."),
+    sa.Column("have", UnsignedInt, nullable=False, doc="fact_string id of the version installed ('n/a': none)."),
+    sa.PrimaryKeyConstraint("set_id", "phase", "module"),
     **MYSQL_TABLE_ARGS,
 )
 
 report_facts = sa.Table(
     "report_facts",
     metadata,
-    sa.Column("report_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False),
+    sa.Column("report_id", ReportId, primary_key=True, autoincrement=False, doc="test_report.id"),
     sa.Column("parser", sa.SmallInteger, nullable=False, doc="schemas.reportparse.PARSER_VERSION that wrote the row."),
     sa.Column("user_agent", UnsignedInt, nullable=True, doc="fact_string id: 'CPAN::Reporter 1.2020'."),
     sa.Column("build_offset", sa.Integer, nullable=True, doc="Where perl -V starts in the report text."),
+    sa.Column("prereq_set", UnsignedInt, nullable=True, doc="prereq_set: the prerequisites."),
     sa.Column("config_set", UnsignedInt, nullable=True, doc="fact_set: the key perl -V fields."),
-    sa.Column("env_set", UnsignedInt, nullable=True, doc="fact_set: environment variables."),
+    sa.Column("env_set", UnsignedInt, nullable=True, doc="fact_set: environment variables that repeat."),
+    sa.Column(
+        "env_spans",
+        Blob,
+        nullable=True,
+        doc="Environment variables read from the report text: (name id, start, end) uint32 triples.",
+    ),
     sa.Column("perl_set", UnsignedInt, nullable=True, doc="fact_set: Perl special variables."),
     sa.Column("toolchain_set", UnsignedInt, nullable=True, doc="fact_set: toolchain module versions."),
     sa.Column("failed_set", UnsignedInt, nullable=True, doc="fact_set: failed test file -> failed test numbers."),
@@ -249,17 +271,5 @@ report_facts = sa.Table(
     sa.Column("todo_pass", sa.Integer, nullable=True),
     sa.Column("todo_fail", sa.Integer, nullable=True),
     sa.Column("duration", sa.Float, nullable=True),
-    **MYSQL_TABLE_ARGS,
-)
-
-report_prereq = sa.Table(
-    "report_prereq",
-    metadata,
-    sa.Column("report_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-    sa.Column("phase", UnsignedInt, nullable=False, doc="fact_string id: 'runtime', 'build'..."),
-    sa.Column("module", UnsignedInt, nullable=False, doc="fact_string id of the module name."),
-    sa.Column("need", UnsignedInt, nullable=False, doc="fact_string id of the version needed."),
-    sa.Column("have", UnsignedInt, nullable=False, doc="fact_string id of the version installed ('n/a': none)."),
-    sa.PrimaryKeyConstraint("report_id", "phase", "module"),
     **MYSQL_TABLE_ARGS,
 )

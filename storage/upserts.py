@@ -54,3 +54,31 @@ def upsert(
 def insert_missing(conn: sa.Connection, table: sa.Table, values: dict | Sequence[dict], key: Sequence[str]) -> None:
     """Insert rows whose ``key`` is not there yet; leave existing rows untouched."""
     upsert(conn, table, values, key)
+
+
+def insert_int_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[int | None]],
+    key: Sequence[str] | None = None,
+    chunk: int = 2000,
+) -> None:
+    """Insert rows of integers as literal multi-row ``INSERT`` statements (the report facts'
+    id rows: tens per report, where escaping each value in Python would cost more than the
+    database's work). With ``key``, a row whose key exists is left as it is. Values go
+    through ``int()``, so nothing but digits reaches the SQL text."""
+    if not rows:
+        return
+    prefix = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    suffix = ""
+    if key and conn.dialect.name == "mysql":
+        suffix = f" ON DUPLICATE KEY UPDATE {key[0]} = {key[0]}"
+    elif key:
+        suffix = f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    for start in range(0, len(rows), chunk):
+        values = ",".join(
+            "(" + ",".join("NULL" if v is None else str(int(v)) for v in row) + ")"
+            for row in rows[start : start + chunk]
+        )
+        conn.exec_driver_sql(prefix + values + suffix)

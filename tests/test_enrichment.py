@@ -10,10 +10,10 @@ from rq import SimpleWorker
 from scripts import backlog
 from storage import report_facts as facts
 from storage.reports import insert_reports, store_report
-from storage.tables import cpanstats, report_facts, report_prereq, test_report
+from storage.tables import cpanstats, report_facts, test_report
 from tests.processing_helpers import run_jobs, states, table_count
 from tests.report_texts import real_report
-from tests.test_report_facts import metabase_row
+from tests.test_report_facts import loaded, metabase_row, prereq_rows
 from workers import jobs
 from workers.queue import SERIALIZER, enqueue_report, low_queue, report_queue
 from workers.run import build_worker
@@ -44,9 +44,9 @@ def test_a_processed_report_gets_its_facts_in_its_own_job(backend, db):
     assert states(db) == {guid: "done"}
     with db.connect() as conn:
         report_id = conn.execute(sa.select(test_report.c.id)).scalar_one()
-        found = facts.load_facts(conn, report_id)
+    found = loaded(db, report_id)
     assert found.user_agent == "CPAN::Reporter 1.2020"
-    assert table_count(db, report_prereq) == 14
+    assert prereq_rows(db) == 14
     assert low_queue(redis).count == 0
 
 
@@ -104,7 +104,7 @@ def test_backfill_covers_migrated_reports_and_runs_on_the_low_priority_queue(bac
     assert report_queue(redis).count == 0 and low_queue(redis).count == 3
     run_low_jobs(redis)
     assert facts_count(db) == 7
-    assert table_count(db, report_prereq) == 7 * 14
+    assert prereq_rows(db) == 7 * 14
 
 
 def test_backfill_again_finds_nothing_left(backend, db, capsys):
@@ -133,10 +133,10 @@ def test_backfill_of_given_reports_parses_them_again(backend, db, capsys):
     guids = stored_rows(db, 2)
     backlog.main(["--enrich", "--process", "--no-progress"])
     with db.begin() as conn:
-        conn.execute(report_prereq.delete())
+        conn.execute(report_facts.update().values(prereq_set=None))
     assert backlog.main(["--enrich", "--guid", guids[0], "--no-progress"]) == 0
     run_low_jobs(backend.redis())
-    assert table_count(db, report_prereq) == 14
+    assert prereq_rows(db) == 14
 
 
 def test_backfill_is_resumable_by_id_range(backend, db, capsys):

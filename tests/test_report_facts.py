@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from schemas.reportparse import PARSER_VERSION, parse_report_text
+from schemas.reportparse.shape import report_text
 from storage import report_facts as facts
-from storage.reports import store_report
-from storage.tables import fact_set, fact_set_item, fact_string, report_facts, report_prereq, test_report
+from storage.reports import read_document, store_report
+from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
 from tests.processing_helpers import report_row, table_count
 from tests.report_texts import real_report
 
@@ -36,9 +37,16 @@ def stored(engine, name: str, **kwargs) -> tuple[int, str]:
     return report_id, row["guid"]
 
 
+def prereq_rows(engine) -> int:
+    """Rows of the report_prereq view: one per (report, prerequisite)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT COUNT(*) FROM report_prereq")).scalar_one()
+
+
 def loaded(engine, report_id: int):
     with engine.connect() as conn:
-        return facts.load_facts(conn, report_id)
+        row = conn.execute(sa.select(test_report).where(test_report.c.id == report_id)).mappings().one()
+        return facts.load_facts(conn, report_id, report_text(read_document(conn, row)))
 
 
 def test_stored_facts_read_back_as_parsed(backend):
@@ -79,7 +87,7 @@ def test_enriching_again_changes_nothing(backend):
     engine = backend.engine()
     report_id, guid = stored(engine, CPANPLUS)
     facts.enrich_guids(engine, [guid])
-    tables = (fact_string, fact_set, fact_set_item, report_facts, report_prereq)
+    tables = (fact_string, fact_set, prereq_set, prereq_set_item, report_facts)
     before = {t.name: table_count(engine, t) for t in tables}
     first = loaded(engine, report_id)
     facts.enrich_guids(engine, [guid])
@@ -96,11 +104,11 @@ def test_enriching_again_replaces_what_a_report_had(backend):
     report_id, guid = stored(engine, CPANPLUS)
     facts.enrich_guids(engine, [guid])
     with engine.begin() as conn:
-        conn.execute(report_prereq.update().where(report_prereq.c.report_id == report_id).values(have=1))
-        conn.execute(report_facts.update().values(tests=1))
+        conn.execute(report_facts.update().values(tests=1, prereq_set=None, env_set=None))
     facts.enrich_guids(engine, [guid])
     found = loaded(engine, report_id)
     assert found.tests == 3706
+    assert found.environment == parse_report_text(real_report(CPANPLUS)).environment
     assert sorted(found.prerequisites, key=repr) == sorted(
         parse_report_text(real_report(CPANPLUS)).prerequisites, key=repr
     )
@@ -112,19 +120,17 @@ def test_a_testers_repeated_environment_is_stored_once(backend):
     first, guid1 = stored(engine, CPAN_REPORTER)
     second, guid2 = stored(engine, CPAN_REPORTER)
     facts.enrich_guids(engine, [guid1])
-    strings, sets, items = (table_count(engine, t) for t in (fact_string, fact_set, fact_set_item))
+    interned = (fact_string, fact_set, prereq_set, prereq_set_item)
+    before = [table_count(engine, t) for t in interned]
     facts.enrich_guids(engine, [guid2])
-    assert (table_count(engine, fact_string), table_count(engine, fact_set), table_count(engine, fact_set_item)) == (
-        strings,
-        sets,
-        items,
-    )
+    assert [table_count(engine, t) for t in interned] == before
     with engine.connect() as conn:
         rows = conn.execute(sa.select(report_facts).order_by(report_facts.c.report_id)).mappings().all()
     assert [r["report_id"] for r in rows] == [first, second]
-    for column in facts.SET_COLUMNS[:4]:
+    for column in (*facts.SET_COLUMNS[:4], "prereq_set"):
         assert rows[0][column] == rows[1][column] is not None
-    assert table_count(engine, report_prereq) == 2 * 14
+    assert table_count(engine, prereq_set_item) == 14
+    assert prereq_rows(engine) == 2 * 14
     engine.dispose()
 
 
@@ -155,7 +161,7 @@ def test_a_report_with_nothing_to_parse_still_gets_a_facts_row(backend):
     with engine.connect() as conn:
         stored_row = conn.execute(sa.select(report_facts)).mappings().one()
     assert stored_row["parser"] == PARSER_VERSION
-    assert all(stored_row[c] is None for c in (*facts.SET_COLUMNS, *facts.COUNT_COLUMNS, "user_agent"))
+    assert all(stored_row[c] is None for c in (*facts.SET_COLUMNS, *facts.COUNT_COLUMNS, "user_agent", "prereq_set"))
     engine.dispose()
 
 
@@ -169,4 +175,29 @@ def test_long_and_non_ascii_values_are_interned(backend):
             ids[""]: "",
             ids["Foo::Bar"]: "Foo::Bar",
         }
+    engine.dispose()
+
+
+def test_set_pairs_pack_into_eight_bytes_each():
+    pairs = [(1, 2), (3, 4_000_000_000)]
+    assert facts.unpack_pairs(facts.pack_pairs(pairs)) == pairs
+    assert len(facts.pack_pairs(pairs)) == 16
+
+
+def test_values_that_change_from_report_to_report_are_read_from_the_text(backend):
+    engine = backend.engine()
+    first, guid1 = stored(engine, CPAN_REPORTER)
+    text = real_report(CPAN_REPORTER).replace("PERL5_CPAN_IS_RUNNING = 3987377", "PERL5_CPAN_IS_RUNNING = 42")
+    row = metabase_row(text)
+    store_report(engine, row)
+    facts.enrich_guids(engine, [guid1, row["guid"]])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(report_facts).order_by(report_facts.c.report_id)).mappings().all()
+    assert rows[0]["env_set"] == rows[1]["env_set"]  # the PIDs differ, the environment is kept once
+    assert rows[0]["env_spans"] != rows[1]["env_spans"]
+    found = loaded(engine, rows[1]["report_id"])
+    assert found.environment["PERL5_CPAN_IS_RUNNING"] == "42"
+    assert found.environment["PATH"].startswith("/home/sand/bin:")
+    assert found.environment["LANG"] == "en_US.UTF-8"
+    assert facts.in_text("PATH", "/usr/bin") and not facts.in_text("LANG", "C.UTF-8")
     engine.dispose()

@@ -465,3 +465,23 @@ def test_adversarial_2_mb_lines_parse_in_under_a_second(line):
     assert min(_parse_seconds(line) for _ in range(2)) < 1.0
     assert _parse_seconds("Summary of my perl5\n" + line) < 1.0
     assert _parse_seconds("Test Summary Report\n-------------------\n" + line) < 1.0
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_environment_values_are_located_in_the_text(newline):
+    text = real_report("legacy/5ad79194-6cdc-1014-b4e3-38f2223f278b").replace("\n", newline)
+    parsed = parse_report_text(text)
+    assert parsed.environment_spans.keys() == parsed.environment.keys()
+    for name, (start, end) in parsed.environment_spans.items():
+        assert text[start:end] == parsed.environment[name]
+
+
+def test_a_progress_line_overwritten_with_a_carriage_return_reads_as_the_terminal_showed():
+    text = "t/a.t .. 1/3\rt/a.t .. ok\nt/b.t .. skipped: no\nFiles=2, Tests=3,  1 wallclock secs\nResult: PASS\n"
+    parsed = parse_report_text(text)
+    assert (parsed.tests, parsed.skipped) == (3, 1)
+
+
+def test_a_text_of_lone_carriage_returns_is_read_line_by_line():
+    text = real_report("collector/report-cpan-reporter-1.2020.txt").replace("\n", "\r")
+    assert parse_report_text(text).environment["LANG"] == "en_US.UTF-8"

@@ -109,10 +109,6 @@ class _ReportPrereqs:
             self.table = None
 
 
-def _lines(text: str) -> list[str]:
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
 def parse_report_text(text: str) -> ParsedReport:
     """Everything :class:`ParsedReport` holds that ``text`` shows (see the module)."""
     parsed = ParsedReport()
@@ -132,7 +128,20 @@ def parse_report_text(text: str) -> ParsedReport:
     prereqs: Table | None = None
     toolchain: Table | None = None
     previous = ""
-    for line in _lines(body):
+    # Lines end at LF (a CR before it is dropped; a text of old Macs' lone CRs is read as
+    # such); a CR inside a line (a progress line a terminal overwrote) keeps what follows
+    # it, as the terminal showed. ``at`` is where the line starts in the text.
+    if "\n" not in body:
+        body = body.replace("\r", "\n")  # same length: the offsets hold
+    next_at = 0
+    for line in body.split("\n"):
+        at = next_at
+        next_at += len(line) + 1
+        if "\r" in line:
+            line = line.rstrip("\r")
+            cut = line.rfind("\r")
+            if cut >= 0:
+                line, at = line[cut + 1 :], at + cut + 1
         if len(line) > MAX_LINE:
             previous = ""
             continue
@@ -150,12 +159,12 @@ def parse_report_text(text: str) -> ParsedReport:
             elif opened == TOOLCHAIN:
                 toolchain = Table()
             elif opened == ENVIRONMENT:
-                parsed.environment = {}
+                parsed.environment, parsed.environment_spans = {}, {}
             elif opened == SPECIAL:
                 parsed.perl_variables = {}
             continue
         if section in (START, OUTPUT, OTHER):
-            if report_prereqs.feed(line):
+            if (report_prereqs.table is not None or "===" in line) and report_prereqs.feed(line):
                 continue
             harness.feed(line)
         elif section == PREREQS:
@@ -167,7 +176,9 @@ def parse_report_text(text: str) -> ParsedReport:
         elif section == ENVIRONMENT:
             found = environment_variable(line)
             if found:
-                parsed.environment[found[0]] = found[1]
+                name, value, value_at = found
+                parsed.environment[name] = value
+                parsed.environment_spans[name] = (at + value_at, at + value_at + len(value))
         elif section == SPECIAL:
             for name, value in special_variables(line):
                 parsed.perl_variables.setdefault(name, value)

@@ -30,26 +30,30 @@ SPECIAL_NAMES = {
 }
 
 
-def split_assignment(line: str) -> tuple[str, str] | None:
-    """``(name, value)`` of an indented ``NAME = value`` line, or None.
-
-    The value is everything after ``= `` (it may hold ``=`` itself: ``PERL_MM_OPT =
-    INSTALL_BASE=/x``); trailing blanks are dropped (reporters pad nothing, CRs are gone)."""
+def split_assignment(line: str) -> tuple[str, str, int] | None:
+    """``(name, value, where the value starts in line)`` of an indented ``NAME = value``
+    line, or None. The value is everything after ``= `` (it may hold ``=`` itself:
+    ``PERL_MM_OPT = INSTALL_BASE=/x``); trailing blanks are dropped."""
     if not line or not line[0].isspace():
         return None
-    name, equals, value = line.strip().partition("=")
-    name = name.strip()
-    if not equals or not name:
+    stripped = line.strip()
+    equals = stripped.find("=")
+    if equals < 0:
         return None
-    if value.startswith(" "):
-        value = value[1:]
-    return name, value.rstrip()
+    name = stripped[:equals].strip()
+    if not name:
+        return None
+    start = equals + 1
+    if stripped[start : start + 1] == " ":
+        start += 1
+    lead = len(line) - len(line.lstrip())
+    return name, stripped[start:].rstrip(), lead + start
 
 
-def environment_variable(line: str) -> tuple[str, str] | None:
-    """An environment variable line (a name without blanks), or None."""
+def environment_variable(line: str) -> tuple[str, str, int] | None:
+    """An environment variable line (a name without blanks): name, value, value's offset."""
     found = split_assignment(line)
-    if found is None or any(c.isspace() for c in found[0]):
+    if found is None or len(found[0].split(None, 1)) != 1:
         return None
     return found
 
@@ -59,7 +63,7 @@ def special_variables(line: str) -> list[tuple[str, str]]:
     found = split_assignment(line)
     if found is None:
         return []
-    name, value = found
+    name, value, _ = found
     label, colon, rest = name.partition(":")
     if colon and rest.strip().startswith("$") and not label.startswith("$"):
         name = rest.strip()  # CPANPLUS: "UID:  $<"
@@ -68,6 +72,6 @@ def special_variables(line: str) -> list[tuple[str, str]]:
         values = [v.strip() for v in value.split("/")]
         if len(names) == len(values) and all(n.startswith("$") for n in names):
             return [(SPECIAL_NAMES.get(n, n), v) for n, v in zip(names, values, strict=True)]
-    if any(c.isspace() for c in name):
+    if len(name.split(None, 1)) != 1:
         return []
     return [(SPECIAL_NAMES.get(name, name), value)]

@@ -46,6 +46,8 @@ class ParsedReport:
     user_agent: str | None = None
     prerequisites: list[Prerequisite] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    environment_spans: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    """Where each environment variable's value is in the parsed text (start, end)."""
     perl_variables: dict[str, str] = field(default_factory=dict)
     toolchain: dict[str, str] = field(default_factory=dict)
     config: dict[str, str] = field(default_factory=dict)

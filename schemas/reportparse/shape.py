@@ -1,5 +1,8 @@
 """Parsed facts in the v3 report format, and their merge into a stored document.
 
+Objects are listed by name (the configuration in ``perl -V``'s order), whichever way
+the facts were read (parsed now or from the tables), so an answer never changes shape.
+
 The v3 fields filled (``cpantesters-api`` ``share/v3.json``):
 
 - ``distribution.prerequisites[]`` ``{phase, name, need, have}``
@@ -22,6 +25,7 @@ from __future__ import annotations
 import copy
 
 from schemas.reportparse.model import ParsedReport
+from schemas.reportparse.perl_config import CONFIG_KEYS
 
 OUTPUT_PARTS = ("configure", "build", "test", "install")
 
@@ -54,12 +58,12 @@ def v3_fields(parsed: ParsedReport, text: str) -> dict[tuple[str, ...], object]:
             fields[path] = value
 
     put(("environment", "user_agent"), parsed.user_agent)
-    put(("environment", "toolchain"), dict(parsed.toolchain))
-    put(("environment", "system", "variables"), dict(parsed.environment))
-    put(("environment", "language", "variables"), dict(parsed.perl_variables))
+    put(("environment", "toolchain"), dict(sorted(parsed.toolchain.items())))
+    put(("environment", "system", "variables"), dict(sorted(parsed.environment.items())))
+    put(("environment", "language", "variables"), dict(sorted(parsed.perl_variables.items())))
     put(("environment", "language", "build"), build_text(text, parsed.build_offset))
     put(("environment", "language", "commit_id"), parsed.config.get("commit_id"))
-    put(("environment", "language", "config"), {k: v for k, v in parsed.config.items() if k != "commit_id"})
+    put(("environment", "language", "config"), {k: parsed.config[k] for k in CONFIG_KEYS if k in parsed.config})
     put(
         ("distribution", "prerequisites"),
         [{"phase": p.phase, "name": p.name, "need": p.need, "have": p.have} for p in parsed.prerequisites],
@@ -70,7 +74,8 @@ def v3_fields(parsed: ParsedReport, text: str) -> dict[tuple[str, ...], object]:
     if parsed.todo_pass is not None or parsed.todo_fail is not None:
         put(("result", "todo"), {"pass": parsed.todo_pass or 0, "fail": parsed.todo_fail or 0})
     put(("result", "duration"), parsed.duration)
-    put(("result", "failed_files"), [{"file": f.file, "failed": f.failed} for f in parsed.failed_files])
+    failed = sorted(parsed.failed_files, key=lambda f: f.file)
+    put(("result", "failed_files"), [{"file": f.file, "failed": f.failed} for f in failed])
     return fields
 
 

@@ -19,6 +19,8 @@ that does not fit is skipped.
 
 from __future__ import annotations
 
+import re
+
 from schemas.reportparse.model import MISSING
 
 VALUE_COLUMNS = frozenset({"need", "want", "have"})
@@ -88,10 +90,11 @@ def ruler_spans(line: str) -> list[int] | None:
     return starts
 
 
+_MODULE_NAME = re.compile(r"[^\W\d][\w:'.]*\Z")  # one character class: no backtracking
+
+
 def _is_module_name(token: str) -> bool:
-    if not token or not (token[0].isalpha() or token[0] == "_"):
-        return False
-    return all(c.isalnum() or c in "_:'." for c in token)
+    return _MODULE_NAME.match(token) is not None
 
 
 def split_row(line: str, columns: list[str], ruler: list[int] | None) -> tuple[bool, str, list[str]] | None:
@@ -118,13 +121,13 @@ def split_row(line: str, columns: list[str], ruler: list[int] | None) -> tuple[b
     return marked, name, values
 
 
-def row_values(columns: list[str], values: list[str], marked: bool) -> tuple[str, str]:
-    """``(need, have)`` of a row: ``any`` needs become ``0``, modules not installed ``n/a``."""
-    cells = dict(zip(columns, values, strict=True))
-    need = cells.get("need", "0")
-    if need.lower() == "any":
+def row_values(need_at: int | None, have_at: int | None, values: list[str], marked: bool) -> tuple[str, str]:
+    """``(need, have)`` of a row whose value columns hold need and have at these places:
+    ``any`` needs become ``0``, modules not installed ``n/a``."""
+    need = "0" if need_at is None else values[need_at]
+    if need == "any" or need == "ANY":
         need = "0"
-    have = cells.get("have", MISSING)
+    have = MISSING if have_at is None else values[have_at]
     if have.lower() in NOT_INSTALLED or (marked and have == "0"):
         # CPANPLUS shows a module it could not load as version 0, marked.
         have = MISSING
@@ -136,6 +139,8 @@ class Table:
 
     def __init__(self, default_phase: str = CPANPLUS_PHASE):
         self.columns: list[str] | None = None
+        self.need_at: int | None = None
+        self.have_at: int | None = None
         self.ruler: list[int] | None = None
         self.phase = default_phase
         self.rows: list[tuple[str, str, str, str]] = []  # phase, name, need, have
@@ -150,21 +155,26 @@ class Table:
         if not stripped:
             self.end()
             return
-        columns = header_columns(stripped)
-        if columns is not None:
-            self.columns, self.ruler = columns, None
-            return
+        first = stripped[0]
+        if first in "Mm":
+            columns = header_columns(stripped)
+            if columns is not None:
+                self.columns, self.ruler = columns, None
+                self.need_at = columns.index("need") if "need" in columns else None
+                self.have_at = columns.index("have") if "have" in columns else None
+                return
         if self.columns is None:
             if not line[0].isspace() and stripped.endswith(":") and stripped[:-1].replace("_", "").isalpha():
                 self.phase = normalise_phase(stripped[:-1])
             return
-        ruler = ruler_spans(line)
-        if ruler is not None:
-            self.ruler = ruler
-            return
+        if first == "-":
+            ruler = ruler_spans(line)
+            if ruler is not None:
+                self.ruler = ruler
+                return
         row = split_row(line, self.columns, self.ruler)
         if row is None:
             return
         marked, name, values = row
-        need, have = row_values(self.columns, values, marked)
+        need, have = row_values(self.need_at, self.have_at, values, marked)
         self.rows.append((self.phase, name, need, have))
