@@ -15,7 +15,6 @@ is harmless.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import struct
 import weakref
@@ -50,15 +49,15 @@ def digest(value: str) -> bytes:
 
 
 class _Ids(OrderedDict):
-    """digest -> id, least recently used forgotten first."""
+    """key (a digest, or a string itself) -> id, least recently used forgotten first."""
 
-    def get_id(self, key: bytes) -> int | None:
+    def get_id(self, key) -> int | None:
         found = self.get(key)
         if found is not None:
             self.move_to_end(key)
         return found
 
-    def put(self, key: bytes, value: int) -> None:
+    def put(self, key, value: int) -> None:
         self[key] = value
         self.move_to_end(key)
         while len(self) > CACHE_ENTRIES:
@@ -105,15 +104,15 @@ def _read_ids(conn: sa.Connection, table: sa.Table, digests: Sequence[bytes]) ->
 
 
 def intern_strings(engine: sa.Engine, values: Iterable[str]) -> dict[str, int]:
-    """The ``fact_string`` id of each value, inserting the new ones (committed on return)."""
+    """The ``fact_string`` id of each value, inserting the new ones (committed on return).
+    The process remembers ids by the strings themselves (no digest for a known one)."""
     cache = _caches(engine).strings
     ids: dict[str, int] = {}
     wanted: dict[bytes, str] = {}
     for value in set(values):
-        key = digest(value)
-        known = cache.get_id(key)
+        known = cache.get_id(value)
         if known is None:
-            wanted[key] = value
+            wanted[digest(value)] = value
         else:
             ids[value] = known
     if not wanted:
@@ -128,13 +127,18 @@ def intern_strings(engine: sa.Engine, values: Iterable[str]) -> dict[str, int]:
             )
             found.update(_read_ids(conn, fact_string, missing))
     for key, value in wanted.items():
-        cache.put(key, found[key])
+        cache.put(value, found[key])
         ids[value] = found[key]
     return ids
 
 
+def _canonical(strings: Iterable[str]) -> str:
+    """An unambiguous text of a sequence of strings (each prefixed with its length)."""
+    return "".join(f"{len(item)}:{item}" for item in strings)
+
+
 def _set_digest(pairs: dict[str, str]) -> bytes:
-    return digest(json.dumps(sorted(pairs.items()), ensure_ascii=False, separators=(",", ":")))
+    return digest(_canonical(item for pair in sorted(pairs.items()) for item in pair))
 
 
 def pack_pairs(pairs: list[tuple[int, int]]) -> bytes:
@@ -190,7 +194,7 @@ def intern_sets(engine: sa.Engine, wanted: dict[bytes, dict[str, str]], strings:
 
 def _prereq_digest(prerequisites: list[Prerequisite]) -> bytes:
     listed = sorted((p.phase, p.name, p.need, p.have) for p in prerequisites)
-    return digest(json.dumps(listed, ensure_ascii=False, separators=(",", ":")))
+    return digest(_canonical(item for row in listed for item in row))
 
 
 def intern_prereq_sets(

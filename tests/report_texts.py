@@ -95,3 +95,63 @@ def whole_reports() -> list[RealReport]:
 
 def as_json(value) -> str:
     return json.dumps(value, indent=1, sort_keys=True)
+
+
+def _summary(parsed) -> str:
+    if parsed.tests is None and not parsed.failed_files:
+        return "—"
+    parts = []
+    if parsed.tests is not None:
+        parts.append(f"{parsed.tests} tests")
+    if parsed.failures is not None:
+        parts.append(f"{parsed.failures} failed")
+    if parsed.skipped:
+        parts.append(f"{parsed.skipped} files skipped")
+    if parsed.todo_pass:
+        parts.append(f"{parsed.todo_pass} TODO passed")
+    if parsed.duration is not None:
+        parts.append(f"{parsed.duration:g} s")
+    for failed in parsed.failed_files:
+        parts.append(f"`{failed.file}`" + (f" #{failed.failed}" if failed.failed else ""))
+    return ", ".join(parts)
+
+
+def coverage_table() -> str:
+    """The README's table: what the parser reads from each real fixture report."""
+    from collections import Counter
+
+    from schemas.reportparse import parse_report_text
+
+    lines = [
+        "| fixture | reporter | prerequisites (by phase) | env. vars | special vars | toolchain | `perl -V` fields | test summary |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for report in real_reports():
+        parsed = parse_report_text(report.text)
+        phases = Counter(p.phase for p in parsed.prerequisites)
+        prereqs = ", ".join(f"{phase} {count}" for phase, count in phases.items()) or "none"
+        missing = sum(p.have == "n/a" for p in parsed.prerequisites)
+        if missing:
+            prereqs += f" ({missing} missing)"
+        config = f"{len(parsed.config)} ({parsed.config['osname']})" if "osname" in parsed.config else "—"
+        agent = parsed.user_agent or ("— (section excerpt)" if not report.whole else "—")
+        lines.append(
+            f"| `{report.name}` | {agent} | {prereqs} | {len(parsed.environment)} | {len(parsed.perl_variables)} "
+            f"| {len(parsed.toolchain)} | {config} | {_summary(parsed)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme_table() -> None:
+    """Rewrite the table between the README's ``report-coverage`` markers."""
+    import re
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    table = f"<!-- report-coverage -->\n{coverage_table()}\n<!-- /report-coverage -->"
+    readme.write_text(
+        re.sub(r"<!-- report-coverage -->.*<!-- /report-coverage -->", table, readme.read_text(), flags=re.S)
+    )
+
+
+if __name__ == "__main__":
+    write_readme_table()

@@ -485,3 +485,14 @@ def test_a_progress_line_overwritten_with_a_carriage_return_reads_as_the_termina
 def test_a_text_of_lone_carriage_returns_is_read_line_by_line():
     text = real_report("collector/report-cpan-reporter-1.2020.txt").replace("\n", "\r")
     assert parse_report_text(text).environment["LANG"] == "en_US.UTF-8"
+
+
+def test_the_readme_coverage_table_is_what_the_parser_reads_from_the_real_reports():
+    import re
+    from pathlib import Path
+
+    from tests.report_texts import coverage_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = re.search(r"<!-- report-coverage -->\n(.*)\n<!-- /report-coverage -->", readme, re.S).group(1)
+    assert table == coverage_table(), "run python -m tests.report_texts"

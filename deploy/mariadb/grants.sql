@@ -44,6 +44,13 @@ EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'uploads TO ',
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'perl_version TO ', @worker);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE, DELETE ON ', @in, 'release_data TO ', @worker);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE, DELETE ON ', @in, 'release_summary TO ', @worker);
+-- the facts parsed from report texts (storage/report_facts.py): interned rows inserted,
+-- report_facts upserted (INSERT ... ON DUPLICATE KEY UPDATE needs UPDATE); never deleted
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'fact_string TO ', @worker);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'fact_set TO ', @worker);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'prereq_set TO ', @worker);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'prereq_set_item TO ', @worker);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'report_facts TO ', @worker);
 
 EXECUTE IMMEDIATE CONCAT('CREATE USER IF NOT EXISTS ', @reader, ' IDENTIFIED BY ', QUOTE(@reader_password));
 EXECUTE IMMEDIATE CONCAT('ALTER USER ', @reader, ' IDENTIFIED BY ', QUOTE(@reader_password), ' REQUIRE ', @require);
@@ -55,5 +62,11 @@ EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'uploads TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'perl_version TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'release_data TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'release_summary TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'fact_string TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'fact_set TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'prereq_set TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'prereq_set_item TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'report_facts TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'report_prereq TO ', @reader);
 -- the tester's current name and e-mail on report pages; never secret_salt / secret_hash
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT (id, resource, fullname, email) ON ', @in, 'metabase_user TO ', @reader);
