@@ -12,7 +12,8 @@ synthetic ones (bench/legacy_synth.py: real reports with each tester's own envir
 perls and PIDs), the backfill queued by ``scripts.backlog --enrich`` on the low-priority
 queue of one Redis database (``--redis``, flushed: use your own number), then ``--workers``
 ``workers.run --burst`` processes started and timed until they exit. Disk: data + index
-bytes of the fact tables (``ANALYZE TABLE``, information_schema) per report.
+bytes of the fact tables (``ANALYZE TABLE``, information_schema) per report, and per
+prerequisite when no two reports share a prerequisite list (5,000 lists of 20).
 """
 
 from __future__ import annotations
@@ -144,6 +145,52 @@ def backfill_figures(count: int, workers: int, redis_url: str, keep: bool) -> di
             drop_database(name)
 
 
+def prereq_worst_case(lists: int = 5000, per_list: int = 20) -> dict:
+    """Bytes per prerequisite when no report shares its prerequisite list with another
+    (every ``have`` different): ``lists`` lists of ``per_list`` prerequisites stored."""
+    import random
+
+    from schemas.reportparse import Prerequisite
+    from storage.report_facts import _prereq_digest, intern_prereq_sets, intern_strings
+
+    rng = random.Random(7)
+    modules = [f"Bench::Module{i}" for i in range(400)]
+    wanted = {}
+    for _ in range(lists):
+        listed = [
+            Prerequisite(
+                rng.choice(("runtime", "build", "configure")),
+                name,
+                "0",
+                f"{rng.randint(0, 9)}.{rng.randint(0, 99):02d}",
+            )
+            for name in rng.sample(modules, per_list)
+        ]
+        wanted[_prereq_digest(listed)] = listed
+    name = create_database()
+    engine = create_engine(f"mysql://{USER}@{HOST}:{PORT}/{name}")
+    try:
+        strings = intern_strings(
+            engine, {s for listed in wanted.values() for p in listed for s in (p.phase, p.name, p.need, p.have)}
+        )
+        items = list(wanted.items())
+        for start in range(0, len(items), 250):
+            intern_prereq_sets(engine, dict(items[start : start + 250]), strings)
+        with engine.connect() as conn:
+            for table in ("prereq_set", "prereq_set_item"):
+                conn.exec_driver_sql(f"ANALYZE TABLE {table}").all()
+            sizes = table_bytes(conn, ("prereq_set", "prereq_set_item"))
+        total = lists * per_list
+        return {
+            "prerequisites": total,
+            "bytes_per_prerequisite": round(sizes["prereq_set_item"] / total, 1),
+            "bytes_per_list": round(sizes["prereq_set"] / lists, 1),
+        }
+    finally:
+        engine.dispose()
+        drop_database(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=10_000, help="synthetic reports besides the real ones")
@@ -155,6 +202,7 @@ def main() -> None:
     print(f"# {yardstick()}", flush=True)
     print(json.dumps({"parse": parse_figures()}, indent=1), flush=True)
     if not args.parse_only:
+        print(json.dumps({"unshared_prerequisites": prereq_worst_case()}, indent=1), flush=True)
         print(json.dumps({"backfill": backfill_figures(args.reports, args.workers, args.redis, args.keep)}, indent=1))
 
 
