@@ -72,6 +72,19 @@ def bucket_versions(values: Mapping[str, tuple[int, int]]) -> dict[str, list[int
     return buckets
 
 
+def with_major_minor(counts: Counts, factors: Iterable[str]) -> tuple[dict, set[str]]:
+    """``counts`` plus, for each named version factor, ``<factor> (major.minor)`` bucketed;
+    returns the counts and the names of the new (ordered) factors."""
+    extended = dict(counts)
+    added = set()
+    for factor in factors:
+        if factor in counts:
+            name = f"{factor} (major.minor)"
+            extended[name] = bucket_versions(counts[factor])
+            added.add(name)
+    return extended, added
+
+
 @dataclass
 class FactorResult:
     """The association of one factor with FAIL."""
