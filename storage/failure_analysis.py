@@ -1,10 +1,10 @@
 """Count a release's FAIL and PASS reports per candidate factor, for the failure analysis.
 
-Three grouped queries over the indexed columns and the parsed report facts (never the
-report documents): the report columns (perl, osname, archname, tester), the facts row
-(reporter, ``perl -V`` fields and environment, as ids of shared sets) and the installed
-prerequisites. Sets and strings are then resolved once per distinct id, so the cost grows
-with the release's reports only inside the database's GROUP BY.
+Read from the indexed columns and the parsed report facts, never the report documents: the
+report columns (perl, osname, archname, tester), and the facts rows (reporter, ``perl -V``
+fields, environment and prerequisites, as ids of sets that many reports share). Each
+distinct set and string is resolved once, so a release's many reports cost little more
+than their facts rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
-from storage.tables import fact_set_item, fact_string, report_facts, report_prereq, test_report
+from storage.report_facts import unpack_pairs, unpack_triples
+from storage.tables import fact_set, fact_string, prereq_set_item, report_facts, test_report
 
 CONFIG_FLAGS = (
     "osvers",
@@ -83,22 +84,37 @@ def _strings(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
     return found
 
 
-def _sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, list[tuple[int, int]]]:
-    items: dict[int, list[tuple[int, int]]] = defaultdict(list)
+def _fact_sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, list[tuple[int, int]]]:
+    """fact_set id -> its (name id, value id) pairs."""
+    pairs: dict[int, list[tuple[int, int]]] = {}
     wanted = sorted(i for i in set_ids if i is not None)
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        query = sa.select(fact_set_item.c.set_id, fact_set_item.c.name_id, fact_set_item.c.value_id).where(
-            fact_set_item.c.set_id.in_(chunk)
-        )
-        for set_id, name_id, value_id in conn.execute(query):
-            items[set_id].append((name_id, value_id))
-    return items
+        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(wanted[start : start + 500]))
+        pairs.update((set_id, unpack_pairs(bytes(packed))) for set_id, packed in conn.execute(query))
+    return pairs
+
+
+def _prereq_sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, dict[int, int]]:
+    """prereq_set id -> module id -> installed version id (a module listed in several phases once)."""
+    modules: dict[int, dict[int, int]] = defaultdict(dict)
+    wanted = sorted(i for i in set_ids if i is not None)
+    item = prereq_set_item.c
+    for start in range(0, len(wanted), 500):
+        query = sa.select(item.set_id, item.module, item.have).where(item.set_id.in_(wanted[start : start + 500]))
+        for set_id, module, have in conn.execute(query):
+            modules[set_id].setdefault(module, have)
+    return modules
 
 
 def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
     """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
-    PASS and FAIL say nothing about failing and are left out)."""
+    PASS and FAIL say nothing about failing and are left out).
+
+    Two queries read the release's reports: their indexed columns, grouped; and their facts
+    rows, grouped by the shared sets they refer to (a report's changing environment
+    variables, kept as spans of its text, are read one row per report for their names only).
+    Each distinct set and string is then read once.
+    """
     result = ReleaseCounts()
     where = _release(dist, version)
     columns = (test_report.c.perl, test_report.c.osname, test_report.c.archname, test_report.c.creator)
@@ -116,42 +132,35 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
         result.add("tester", (creator or "").removeprefix("metabase:user:"), grade, reports)
 
     facts = report_facts.c
-    fact_rows = conn.execute(
-        sa.select(facts.user_agent, facts.config_set, facts.env_set, test_report.c.grade, count)
+    grouped: dict[tuple, int] = defaultdict(int)
+    for user_agent, config_set, env_set, env_spans, prereq_set, grade in conn.execute(
+        sa.select(
+            facts.user_agent, facts.config_set, facts.env_set, facts.env_spans, facts.prereq_set, test_report.c.grade
+        )
         .select_from(test_report.join(report_facts, report_facts.c.report_id == test_report.c.id))
         .where(where)
-        .group_by(facts.user_agent, facts.config_set, facts.env_set, test_report.c.grade)
-    ).all()
-    prereq_rows = conn.execute(
-        sa.select(
-            report_prereq.c.module,
-            report_prereq.c.have,
-            test_report.c.grade,
-            sa.func.count(sa.distinct(test_report.c.id)),
-        )
-        .select_from(test_report.join(report_prereq, report_prereq.c.report_id == test_report.c.id))
-        .where(where)
-        .group_by(report_prereq.c.module, report_prereq.c.have, test_report.c.grade)
-    ).all()
+    ):
+        span_names = frozenset(name for name, _start, _end in unpack_triples(bytes(env_spans))) if env_spans else None
+        grouped[(user_agent, config_set, env_set, span_names, prereq_set, grade)] += 1
 
-    sets = _sets(conn, {r.config_set for r in fact_rows} | {r.env_set for r in fact_rows})
-    string_ids = {r.user_agent for r in fact_rows}
-    string_ids |= {i for items in sets.values() for pair in items for i in pair}
-    string_ids |= {r.module for r in prereq_rows} | {r.have for r in prereq_rows}
+    sets = _fact_sets(conn, {key[1] for key in grouped} | {key[2] for key in grouped})
+    prereqs = _prereq_sets(conn, {key[4] for key in grouped})
+    string_ids = {key[0] for key in grouped} | {i for key in grouped for i in (key[3] or ())}
+    string_ids |= {i for pairs in sets.values() for pair in pairs for i in pair}
+    string_ids |= {i for modules in prereqs.values() for pair in modules.items() for i in pair}
     strings = _strings(conn, string_ids)
 
-    for user_agent, config_set, env_set, grade, reports in fact_rows:
+    for (user_agent, config_set, env_set, span_names, prereq_set, grade), reports in grouped.items():
         result.add("reporter", strings.get(user_agent), grade, reports)
         config = {strings.get(n): strings.get(v) for n, v in sets.get(config_set, ())}
         for flag in CONFIG_FLAGS:
             result.add(f"config {flag}", config.get(flag), grade, reports)
-        if env_set is not None:
-            present = {strings.get(n) for n, _v in sets.get(env_set, ())}
+        if env_set is not None or span_names:
+            present = {strings.get(n) for n, _v in sets.get(env_set, ())} | {strings.get(n) for n in span_names or ()}
             for name in ENVIRONMENT_ALLOWLIST:
                 result.add(f"env {name}", "set" if name in present else "unset", grade, reports)
-
-    for module_id, have_id, grade, reports in prereq_rows:
-        factor = f"prereq {strings.get(module_id)}"
-        result.add(factor, strings.get(have_id), grade, reports)
-        result.ordered.add(factor)
+        for module, have in prereqs.get(prereq_set, {}).items():
+            factor = f"prereq {strings.get(module)}"
+            result.add(factor, strings.get(have), grade, reports)
+            result.ordered.add(factor)
     return result
