@@ -39,11 +39,20 @@ class Spool:
         data = json.dumps(record, ensure_ascii=True).encode("ascii")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, final)
+            try:
+                # os.write may write only part of the data (a file system nearly full) without
+                # an error; the next call then raises. A truncated file must never be renamed
+                # into place: the submission would be acknowledged and then lost on drain.
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         _fsync_directory(self.directory)
         return final
 
