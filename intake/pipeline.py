@@ -226,9 +226,12 @@ class Intake:
         }
 
     def _store(self, guid, build_row, record, credentials, received, from_spool) -> Receipt:
+        if not from_spool and time.monotonic() < self._database_down_until:
+            # Within the back-off of the last real failure. Only a real failure starts a new
+            # back-off: were these submissions to extend it, a steady stream would keep the
+            # app spooling long after the database came back, until the spool filled up.
+            return self._spool(guid, record, credentials, received, "database recently unreachable")
         try:
-            if time.monotonic() < self._database_down_until and not from_spool:
-                raise sa_exc.OperationalError("database recently unreachable", None, None)
             row = build_row()
             stored = store_report(self.engine, row)
         except DATABASE_UNAVAILABLE as exc:
