@@ -10,6 +10,8 @@ promise on its outcome. ``python -m bench.chaos`` runs it at full length.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests import backends, chaos_farm, chaos_scenario, netns
@@ -48,10 +50,6 @@ PLAN = chaos_scenario.Plan(
 """Shorter than ``bench.chaos`` so that CI stays within its budget; the same faults."""
 
 
-def _terminal(request):
-    return request.config.pluginmanager.get_plugin("terminalreporter")
-
-
 @pytest.fixture(scope="module")
 def outcome(request, tmp_path_factory) -> chaos_scenario.Outcome:
     """Build the farm, run the scenario on it, take the farm down (always) and keep what was found."""
@@ -62,13 +60,18 @@ def outcome(request, tmp_path_factory) -> chaos_scenario.Outcome:
         if backends.services_required():
             pytest.fail(message + " (CPT_REQUIRE_SERVICES is set)")
         pytest.skip(message)
-    terminal = _terminal(request)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    workdir = tmp_path_factory.mktemp("chaos")
+    saying = threading.Lock()  # the heal of one fault is awaited in a thread while the next begins
 
     def say(line: str) -> None:
-        if terminal is not None:
-            terminal.write_line(f"chaos: {line}")
+        """Progress and figures go to the terminal as they come (CI's log), and to a file."""
+        with saying, open(workdir / "chaos.txt", "a") as out:
+            out.write(line + "\n")
+            with capture.global_and_fixture_disabled():
+                print(f"chaos: {line}", flush=True)
 
-    farm = chaos_farm.Farm(tmp_path_factory.mktemp("chaos"), FARM)
+    farm = chaos_farm.Farm(workdir, FARM)
     request.addfinalizer(farm.close)
     farm.start()
     found = chaos_scenario.run(farm, PLAN, say=say)
