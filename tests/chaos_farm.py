@@ -71,6 +71,20 @@ def _binary(name: str) -> str:
     return shutil.which(name, path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin") or name
 
 
+MOUNT_SOURCE = "cpt-chaos-spool-"
+"""Source name of the spool tmpfs, followed by the creating process's id."""
+
+
+def remove_leftover_mounts() -> None:
+    """Unmount the spool file systems of earlier runs whose process is gone (a killed test)."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        source, target = line.split()[:2]
+        if source.startswith(MOUNT_SOURCE) and source[len(MOUNT_SOURCE) :].isdigit():
+            pid = int(source[len(MOUNT_SOURCE) :])
+            if not Path(f"/proc/{pid}").exists():
+                subprocess.run(["umount", "-l", target.replace("\\040", " ")], capture_output=True)
+
+
 def utc(timestamp: float) -> datetime:
     """A wall-clock time as the naive UTC the database keeps."""
     return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
@@ -327,9 +341,10 @@ class Farm:
     # -- web host -------------------------------------------------------------------
 
     def _mount_spool(self) -> None:
+        remove_leftover_mounts()
         self.spool_mount.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.config.spool_bytes},mode=0700", "cpt-chaos-spool"]
+            ["mount", "-t", "tmpfs", "-o", f"size={self.config.spool_bytes},mode=0700", f"{MOUNT_SOURCE}{os.getpid()}"]
             + [str(self.spool_mount)],
             check=True,
             capture_output=True,
