@@ -117,7 +117,8 @@ class FarmConfig:
 
     worker_hosts: int = 2
     workers_per_host: int = 2
-    web_workers: int = 2
+    web_workers: int = 4
+    """gunicorn sync workers on the web host (its default on two cores: two per core)."""
     spool_bytes: int = 64 * 1024 * 1024
     """Size of the web host's spool file system (a tmpfs): room for the MariaDB outages
     (about 25 KB per submission), until the scenario fills it on purpose."""
