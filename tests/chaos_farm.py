@@ -8,8 +8,8 @@ Hosts are network namespaces (:mod:`tests.netns`) on one bridge:
 - ``web``: gunicorn with the web app (the Procfile's ``web``) and the sweeper, with its
   spool on a small tmpfs of its own so that a test can fill it.
 - ``w1``, ``w2``...: worker hosts, each running ``python -m workers.run`` processes that
-  reach Redis and the database over their link only, with a database account that may
-  only read and write rows.
+  reach Redis and the database over their link only, with the production grants of the
+  workers' account (``deploy/mariadb/grants.sql``, without TLS).
 
 The test process stays in the root namespace and plays the testers (it reaches the web
 host over the bridge) and the operator (it stops and starts the servers, kills hosts and
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.client
 import os
 import shutil
 import signal
@@ -212,11 +213,14 @@ class Farm:
         self._create_database()
         self.start_redis()
         upgrade(self.database_url())
+        self._grant_worker()
         register_profile(self.engine())
         self._mount_spool()
         self.start_web()
         for host in self.worker_hosts:
             self.start_workers(host)
+        names = [name for host in self.worker_hosts for name in self.worker_names(host)]
+        wait_for(lambda: all(self.redis().exists(f"rq:worker:{n}") for n in names), 90, "the workers to register")
 
     def close(self) -> None:
         """Stop everything; safe to call on a half-started farm, and twice."""
@@ -304,20 +308,33 @@ class Farm:
         except Exception:
             return False
 
+    def _grant_worker(self) -> None:
+        """The production grants (``deploy/mariadb/grants.sql``) for the workers' account,
+        without TLS (the farm's links are plain)."""
+        statements = (
+            f"SET @db = '{DATABASE}', @worker_password = '{WORKER_PASSWORD}', @reader_password = 'chaos-reader',"
+            f" @require = 'NONE'; SOURCE {ROOT / 'deploy' / 'mariadb' / 'grants.sql'};"
+        )
+        self._sql(statements)
+
+    def _sql(self, statements: str) -> None:
+        """Run statements as the server's root, over its socket."""
+        done = subprocess.run(
+            ["mariadb", f"--socket={self._socket}", "-uroot", "-e", statements],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb: {done.stderr.strip()}")
+
     def _create_database(self) -> None:
         statements = f"""
             CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
             CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY '{ADMIN_PASSWORD}';
             GRANT ALL ON {DATABASE}.* TO '{ADMIN_USER}'@'%';
-            CREATE USER '{WORKER_USER}'@'%' IDENTIFIED BY '{WORKER_PASSWORD}';
-            GRANT SELECT, INSERT, UPDATE, DELETE ON {DATABASE}.* TO '{WORKER_USER}'@'%';
         """
-        subprocess.run(
-            ["mariadb", f"--socket={self._socket}", "-uroot", "-e", statements],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        self._sql(statements)
 
     # -- Redis --------------------------------------------------------------------
 
@@ -361,7 +378,16 @@ class Farm:
         self.web_process = self.web.popen(argv, self.logs / "web.log", env=env, cwd=ROOT)
         sweeper = [sys.executable, "-m", "scripts.sweeper"]
         self.sweeper_process = self.web.popen(sweeper, self.logs / "sweeper.log", env=env, cwd=ROOT)
-        wait_for(lambda: port_open(*self.web_address), 60, "the web app to listen")
+        # gunicorn listens before its workers have booted: wait for an answer.
+        wait_for(lambda: self._get("/healthz") == 200, 90, "the web app to answer")
+
+    def _get(self, path: str) -> int:
+        connection = http.client.HTTPConnection(*self.web_address, timeout=5)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
     def spooled(self) -> int:
         """Submissions waiting in the spool."""
