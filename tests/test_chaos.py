@@ -36,7 +36,7 @@ WORKER_HEAL_BOUND = FARM.heartbeat_timeout + 30
 (every 5 s here) retries it after the first retry interval (10 s)."""
 
 PLAN = chaos_scenario.Plan(
-    rate=40,
+    rate=30,
     warmup=5,
     outage=6,
     cut=FARM.heartbeat_timeout + 5,
