@@ -28,7 +28,7 @@ from werkzeug.security import check_password_hash
 
 import settings as settings_module
 from app.errors import json_response
-from workers.queue import SERIALIZER
+from queueing.contract import SERIALIZER
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ import logging
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from intake.pipeline import Conflict, Forbidden, Unauthorized, Unavailable
+from intake.pipeline import Conflict, Forbidden, Unauthorized
 from schemas.errors import InvalidReport
 from schemas.v3 import V3ValidationError
+from storage.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
 from app.services import services
-from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.metabase import decode_registration, is_guid
 from schemas.metabase_view import default_distfile, to_metabase_struct
 from schemas.text import clean_profile_text
 from storage import users
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.reports import load_report
 from storage.uploads import upload_path
 

@@ -23,7 +23,7 @@ from app.ops_page import STATUS_TEMPLATE
 from app.services import services
 from monitoring import alarm
 from monitoring import figures as figures_module
-from monitoring import jobs as job_metrics
+from queueing import job_metrics as job_metrics
 
 blueprint = Blueprint("ops", __name__)
 

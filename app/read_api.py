@@ -29,8 +29,8 @@ from app.read_api_queries import (
     upload_row,
 )
 from app.viewer import read_services
-from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.v3 import GRADES, validation_errors
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from flask import Flask, current_app
 import settings as settings_module
 from intake.pipeline import Intake
 from intake.spool import Spool
+from queueing import contract as queue
 from storage.engine import create_engine, max_allowed_packet
 from storage.outage import Outage
-from workers import queue
 
 logger = logging.getLogger(__name__)
 

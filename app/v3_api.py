@@ -11,9 +11,9 @@ from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
 from app.services import services
-from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.metabase import is_guid, parse_json
 from schemas.reportparse.shape import report_text, with_facts
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.legacy import legacy_fallback
 from storage.report_facts import load_facts
 from storage.reports import load_report

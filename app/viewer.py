@@ -24,11 +24,11 @@ from flask import Blueprint, Flask, current_app, json, render_template, request
 
 import settings as settings_module
 from app import viewer_http
-from intake.pipeline import DATABASE_UNAVAILABLE, Unavailable
 from schemas.distname import parse_distfile
 from schemas.metabase import DISTFILE_PREFIX, GUID_PATTERN, is_guid
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalise_url
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.legacy import legacy_fallback, legacy_guid_of_id
 from storage.reports import read_document
 from storage.tables import cpanstats, metabase_user, test_report, uploads

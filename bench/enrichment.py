@@ -34,13 +34,13 @@ from rq.registry import FailedJobRegistry
 
 from bench.machine import yardstick
 from bench.report_storage import HOST, PORT, USER, create_database, documents, drop_database
+from queueing.contract import SERIALIZER, low_queue
 from schemas.reportparse import parse_report_text
 from storage.engine import create_engine
 from storage.legacy_migration import table_bytes
 from storage.reports import insert_reports
 from storage.tables import report_facts
 from tests.report_texts import real_report, whole_reports
-from workers.queue import SERIALIZER, low_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 FACT_TABLES = ("fact_string", "fact_set", "prereq_set", "prereq_set_item", "report_facts")

@@ -31,12 +31,12 @@ import redis as redis_lib
 import sqlalchemy as sa
 from rq.job import Job
 
+from queueing.contract import SERIALIZER, enqueue_report, job_id, report_queue
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.reports import store_report
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from tests.processing_helpers import GRADES, PERLS, PLATFORMS, TESTERS, report_row, store_many
-from workers.queue import SERIALIZER, enqueue_report, job_id, report_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTS = [f"Bench-Dist-{i:03d}" for i in range(300)]

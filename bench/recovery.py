@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from bench.machine import yardstick
 from bench.processing import rows
+from queueing.contract import enqueue_report
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.tables import test_report
@@ -39,7 +40,6 @@ from tests import backends
 from tests.outage_helpers import SHORT_SETTINGS, ThrowawayRedis, start, stop, wait_for
 from tests.processing_helpers import store_many
 from tests.tcp_proxy import TcpProxy
-from workers.queue import enqueue_report
 
 PROFILES = {
     "test": SHORT_SETTINGS,

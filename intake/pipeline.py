@@ -19,28 +19,20 @@ from datetime import UTC, datetime
 
 import redis
 import sqlalchemy as sa
-import sqlalchemy.exc as sa_exc
 
 from intake.spool import Spool
-from monitoring import counters
+from queueing import counters
+from queueing.contract import JOB_TIMEOUT, QUEUE_NAME, put_report_job
 from schemas.errors import InvalidReport
 from schemas.metabase import REPORT_TYPE, canonical_sha256, decode_report, is_guid
 from schemas.translate import clean_document, index_columns, iso_z, metabase_to_v3
 from schemas.v3 import load_new_report
 from storage import users
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.outage import REDIS_ERRORS, Outage
 from storage.reports import Stored, store_report
-from workers.queue import JOB_TIMEOUT, QUEUE_NAME, put_report_job
 
 logger = logging.getLogger(__name__)
-
-DATABASE_UNAVAILABLE = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-)
-"""Errors that mean "the database cannot take this now", so the submission is spooled."""
 
 AUTH_CACHE_SECONDS = 60
 """How long a successful secret check is remembered (an operator's reset applies after this)."""
@@ -63,10 +55,6 @@ class Forbidden(Exception):
 
 class Conflict(Exception):
     """409: a different submission under a GUID we already hold."""
-
-
-class Unavailable(Exception):
-    """503: neither the database nor the spool could take the submission."""
 
 
 class Outcome(enum.Enum):

@@ -20,8 +20,8 @@ from email.message import EmailMessage
 
 import redis
 
-from monitoring import counters
 from monitoring.figures import Figures
+from queueing import counters
 
 logger = logging.getLogger(__name__)
 

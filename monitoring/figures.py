@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from monitoring import counters
+from queueing import counters
 from storage.tables import test_report
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def database_figures(engine: sa.Engine, now: float) -> dict:
 
 def queue_figures(connection: redis.Redis) -> list[dict]:
     """Depth and registries of every RQ queue (the reports queue always listed)."""
-    from workers.queue import QUEUE_NAME
+    from queueing.contract import QUEUE_NAME
 
     names = sorted({q.name for q in Queue.all(connection=connection)} | {QUEUE_NAME})
     result = []

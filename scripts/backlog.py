@@ -37,9 +37,9 @@ from rq import Retry
 from tqdm import tqdm
 
 import settings
+from queueing import contract as queue
 from storage.processing import processing_engine
 from storage.tables import cpanstats, test_report
-from workers import queue
 
 logger = logging.getLogger("scripts.backlog")
 

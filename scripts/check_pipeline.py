@@ -58,8 +58,8 @@ def run(argv=None, environ=None) -> int:
     args = parser().parse_args(argv)
     config = settings.load(environ)
     from intake.spool import Spool
+    from queueing.contract import connect
     from storage.engine import create_engine
-    from workers.queue import connect
 
     engine = create_engine(args.database_url or config.DATABASE_URL, connect_timeout=max(1, int(args.timeout)))
     connection = connect(args.redis_url or config.REDIS_URL, timeout=args.timeout)

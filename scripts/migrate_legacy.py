@@ -44,7 +44,7 @@ def _engines(args):
 def _enqueuer(redis_url: str | None):
     if not redis_url:
         return None
-    from workers.queue import connect, enqueue_report
+    from queueing.contract import connect, enqueue_report
 
     connection = connect(redis_url, timeout=5)
 

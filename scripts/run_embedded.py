@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     python = sys.executable
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
-    subprocess.run([python, "-m", "storage.migrate"], cwd=ROOT, env=env, check=True)
+    subprocess.run([python, "-m", "scripts.migrate"], cwd=ROOT, env=env, check=True)
     conf = var / "supervisord.conf"
     conf.write_text(supervisord_config(var, args.port, redis_port))
     print(f"Database: {env['DATABASE_URL']}\nRedis:    {env['REDIS_URL']}")

@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass
 
 import settings
-from intake.pipeline import DATABASE_UNAVAILABLE, Intake
+from intake.pipeline import Intake
 from intake.spool import Spool
-from intake.sweeper import sweep
+from queueing import contract as queue
 from storage.engine import create_engine
+from storage.errors import DATABASE_UNAVAILABLE
 from storage.outage import REDIS_ERRORS, Outage
-from workers import queue
+from workers.sweeper import sweep
 
 logger = logging.getLogger("scripts.sweeper")
 

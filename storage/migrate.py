@@ -1,14 +1,12 @@
-"""Apply the Alembic migrations: ``python -m storage.migrate`` (the Procfile's ``release``)."""
+"""Apply the Alembic migrations to a database URL (``scripts.migrate`` is the command)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-import settings
 from storage.engine import create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +26,3 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     engine.dispose()
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    upgrade(settings.load().DATABASE_URL)

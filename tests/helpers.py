@@ -8,10 +8,10 @@ import uuid
 
 import sqlalchemy as sa
 
+from queueing.contract import SERIALIZER, job_id, report_queue
 from storage import users
 from storage.tables import test_report
 from tests.captures import PROFILE_GUID, PROFILE_SECRET, Recorded
-from workers.queue import SERIALIZER, job_id, report_queue
 
 HOP_HEADERS = {"host", "content-length"}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from rq import SimpleWorker
 
+from queueing.contract import SERIALIZER, report_queue
 from schemas.translate import index_columns, iso_z
 from storage.reports import insert_reports, store_report
 from storage.tables import cpanstats, release_data, release_summary, test_report
-from workers.queue import SERIALIZER, report_queue
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v3-perl5-valid.json"
 PERL6_FIXTURE = Path(__file__).parent / "fixtures" / "v3-perl6-valid.json"

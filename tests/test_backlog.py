@@ -7,11 +7,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from queueing.contract import report_queue
 from scripts import backlog
 from storage.tables import cpanstats, test_report
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
-from workers.queue import report_queue
 
 
 def stored(db, count: int, day: int) -> list[str]:

@@ -17,14 +17,14 @@ import pytest
 import sqlalchemy as sa
 from rq import SimpleWorker, Worker
 
-from monitoring import counters
 from monitoring.alarm import CRITICAL, OK, UNKNOWN, WARNING
+from queueing import counters
+from queueing.contract import SERIALIZER, report_queue
 from scripts import check_pipeline
 from storage.tables import test_report
 from tests import captures
 from tests.backends import free_port
 from tests.helpers import register_profile, replay, with_new_guid
-from workers.queue import SERIALIZER, report_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 

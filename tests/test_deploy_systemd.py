@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from queueing.contract import enqueue_report
 from tests import backends
 from tests.outage_helpers import SHORT_SETTINGS, wait_for
 from tests.processing_helpers import states, store
-from workers.queue import enqueue_report
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "deploy" / "systemd"

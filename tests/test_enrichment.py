@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from rq import SimpleWorker
 
+from queueing.contract import SERIALIZER, enqueue_report, low_queue, report_queue
 from scripts import backlog
 from storage import report_facts as facts
 from storage.reports import insert_reports, store_report
@@ -15,7 +16,6 @@ from tests.processing_helpers import run_jobs, states, table_count
 from tests.report_texts import real_report
 from tests.test_report_facts import loaded, metabase_row, prereq_rows
 from workers import jobs
-from workers.queue import SERIALIZER, enqueue_report, low_queue, report_queue
 from workers.run import build_worker
 
 CPAN_REPORTER = "collector/report-cpan-reporter-1.2020.txt"

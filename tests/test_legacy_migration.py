@@ -215,7 +215,7 @@ def test_dry_run_converts_everything_and_writes_nothing(backend, legacy_url, cap
 
 
 def test_queue_pending_enqueues_the_reports_that_need_processing(backend, legacy_url, capsys):
-    from workers.queue import report_queue
+    from queueing.contract import report_queue
 
     assert run(legacy_url, backend, "migrate", "--workers", "1", "--quiet", "--skip-tables", "--queue", "pending") == 0
     summary = json.loads(capsys.readouterr().out)

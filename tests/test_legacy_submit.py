@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from queueing.contract import JOB_FUNCTION, job_id
 from storage.reports import load_report
 from tests import captures
 from tests.helpers import job_of, queued_job_ids, register_profile, replay, services, stored_rows, with_new_guid
-from workers.queue import JOB_FUNCTION, job_id
 
 SUBMISSIONS = captures.submissions()
 

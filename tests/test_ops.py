@@ -11,11 +11,11 @@ import pytest
 from rq import SimpleWorker, Worker
 
 from app import create_app
-from monitoring import counters
-from monitoring import jobs as job_metrics
+from queueing import counters
+from queueing import job_metrics as job_metrics
+from queueing.contract import SERIALIZER, report_queue
 from tests import captures
 from tests.helpers import register_profile, replay, with_new_guid
-from workers.queue import SERIALIZER, report_queue
 
 
 def services(app):
@@ -218,7 +218,7 @@ def test_the_monitored_workers_time_every_job_into_the_redis_histogram(app, work
 
 
 def test_the_monitored_worker_logs_each_job_with_the_report_guid_and_duration(app, caplog):
-    from workers.queue import enqueue_report
+    from queueing.contract import enqueue_report
     from workers.worker import ReportWorker
 
     connection = services(app).redis

@@ -10,7 +10,7 @@ from rq.job import Job
 from werkzeug.security import generate_password_hash
 
 from app import create_app
-from workers.queue import SERIALIZER, enqueue_report, job_id, report_queue
+from queueing.contract import SERIALIZER, enqueue_report, job_id, report_queue
 
 USER = "operator"
 PASSWORD = "pa$$word with spaces and $ signs"

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from rq import Retry
 from rq.registry import FailedJobRegistry
 
-from monitoring import counters
+from queueing import counters
+from queueing.contract import JOB_FUNCTION, enqueue_report, job_id, report_queue
 from storage.processing import backlog_figures
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from tests.processing_helpers import (
@@ -22,7 +23,6 @@ from tests.processing_helpers import (
     table_count,
 )
 from workers import jobs
-from workers.queue import JOB_FUNCTION, enqueue_report, job_id, report_queue
 
 
 def test_a_processed_report_has_all_its_summary_rows(backend, db):

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from rq import Retry
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from queueing.contract import JOB_FUNCTION, JOB_TIMEOUT, enqueue_report, job_id, report_queue
 from storage.tables import cpanstats, release_data, uploads
 from tests.processing_helpers import GRADES, PERLS, TESTERS, recount, run_jobs, states, store, summary, table_count
-from workers.queue import JOB_FUNCTION, JOB_TIMEOUT, enqueue_report, job_id, report_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 

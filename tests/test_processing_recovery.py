@@ -13,13 +13,12 @@ import pytest
 import sqlalchemy as sa
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from intake import sweeper
+from queueing.contract import enqueue_report, job_id, report_queue
 from storage import processing
 from storage.tables import cpanstats, release_data, release_summary, report_block, test_report, uploads
 from tests.processing_helpers import recount, run_jobs, states, store, summary, table_count
 from tests.test_processing_farm import power_cut, start_worker
-from workers import jobs
-from workers.queue import enqueue_report, job_id, report_queue
+from workers import jobs, sweeper
 
 RELEASE = ("CPAN-Testers-WWW-Statistics", "1.06")
 

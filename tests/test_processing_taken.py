@@ -6,10 +6,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from rq.job import Job
 
+from queueing.contract import SERIALIZER, enqueue_report, job_id
 from storage.tables import cpanstats, perl_version, release_data
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
-from workers.queue import SERIALIZER, enqueue_report, job_id
 
 
 def test_jobs_of_reports_taken_along_return_after_a_redis_read(backend, db, monkeypatch):

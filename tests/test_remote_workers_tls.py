@@ -32,7 +32,7 @@ from werkzeug.security import generate_password_hash
 
 import settings
 from app import create_app, create_viewer_app
-from intake.sweeper import sweep
+from queueing.contract import BATCH_JOB_FUNCTION, JOB_FUNCTION, job_id, report_queue
 from scripts import check_pipeline
 from storage.engine import create_engine
 from storage.reports import store_report
@@ -44,7 +44,7 @@ from tests.processes import environment
 from tests.processing_helpers import report_row
 from tests.test_worker_allowlist import plant_job
 from tests.tls_servers import HOST, Pki, TlsMariaDB, TlsRedis, wait_for
-from workers.queue import BATCH_JOB_FUNCTION, JOB_FUNCTION, job_id, report_queue
+from workers.sweeper import sweep
 
 pytestmark = pytest.mark.system
 
@@ -128,7 +128,7 @@ def farm(tmp_path_factory):
         )
         # The Procfile's release command, over TLS.
         subprocess.run(
-            [sys.executable, "-m", "storage.migrate"],
+            [sys.executable, "-m", "scripts.migrate"],
             cwd=ROOT,
             env=environment(DATABASE_URL=farm.database_url(OWNER)),
             check=True,

@@ -16,11 +16,11 @@ import settings
 from app import create_app
 from intake.pipeline import Intake
 from intake.spool import Spool
-from intake.sweeper import sweep
+from queueing.contract import SERIALIZER, connect, job_id, report_queue
 from storage.tables import test_report
 from tests import backends, captures
 from tests.helpers import queued_job_ids, register_profile, replay, services, stored_rows, with_new_guid
-from workers.queue import SERIALIZER, connect, job_id, report_queue
+from workers.sweeper import sweep
 
 UNREACHABLE_DATABASE = f"mysql://root@127.0.0.1:{backends.free_port()}/nowhere"
 UNREACHABLE_REDIS = f"redis://127.0.0.1:{backends.free_port()}/0"
@@ -201,7 +201,7 @@ def test_sweeper_leaves_a_retry_to_its_scheduler_but_not_one_long_overdue(app, c
 
 
 def test_sweeper_finds_reports_without_a_job_behind_a_backlog_of_live_ones(app, client, backend, monkeypatch):
-    from intake import sweeper as sweeper_module
+    from workers import sweeper as sweeper_module
 
     monkeypatch.setattr(sweeper_module, "PAGE", 2)  # five pending reports: three pages
     register_profile(services(app).engine)

@@ -14,10 +14,10 @@ from app import create_app
 from intake import pipeline
 from intake.pipeline import DATABASE_BACKOFF_SECONDS, Intake, Outcome
 from intake.spool import Spool
+from queueing.contract import connect
 from storage.engine import create_engine
 from tests import backends, captures
 from tests.helpers import register_profile, replay, with_new_guid
-from workers.queue import connect
 
 UNREACHABLE_DATABASE = f"mysql://root@127.0.0.1:{backends.free_port()}/nowhere"
 SUBMISSION = captures.load("01-ok")[0]

@@ -16,9 +16,9 @@ from werkzeug.serving import make_server
 
 import settings
 from app import create_app
-from monitoring import counters
+from queueing import counters
+from queueing.contract import enqueue_report
 from tests import backends
-from workers.queue import enqueue_report
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_FLAGS = [

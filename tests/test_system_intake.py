@@ -20,12 +20,12 @@ import sqlalchemy as sa
 
 from intake.pipeline import Intake
 from intake.spool import Spool
-from intake.sweeper import sweep
+from queueing.contract import connect, report_queue
 from storage.tables import test_report
 from tests import backends, captures, processes
 from tests.helpers import register_profile, with_new_guid
 from tests.tcp_proxy import TcpProxy
-from workers.queue import connect, report_queue
+from workers.sweeper import sweep
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from queueing.contract import job_id
 from tests.helpers import auth_header, queued_job_ids, register_profile, services, stored_rows
-from workers.queue import job_id
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

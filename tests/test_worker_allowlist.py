@@ -14,9 +14,7 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.utils import import_attribute, utcformat
 
-from tests.processing_helpers import states, store
-from workers import allowlist
-from workers.queue import (
+from queueing.contract import (
     ALLOWED_JOB_FUNCTIONS,
     BATCH_JOB_FUNCTION,
     JOB_FUNCTION,
@@ -24,6 +22,8 @@ from workers.queue import (
     enqueue_report,
     report_queue,
 )
+from tests.processing_helpers import states, store
+from workers import allowlist
 from workers.run import build_worker
 
 MARKERS: list[Path] = []

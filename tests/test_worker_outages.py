@@ -13,6 +13,7 @@ from rq import Retry, Worker
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
+from queueing.contract import RETRY_INTERVALS, SERIALIZER, enqueue_report, job_id, report_queue
 from storage.engine import is_unavailable
 from storage.processing import processing_engine
 from storage.tables import cpanstats, test_report
@@ -20,7 +21,6 @@ from tests import backends
 from tests.outage_helpers import ThrowawayRedis, log_lines, start, stop, wait_for
 from tests.processing_helpers import recount, states, store, summary, table_count
 from tests.tcp_proxy import TcpProxy
-from workers.queue import RETRY_INTERVALS, SERIALIZER, enqueue_report, job_id, report_queue
 
 pytestmark = pytest.mark.system
 

@@ -1,5 +1,5 @@
 """Workers run only our jobs: a job naming any function not in
-:data:`workers.queue.ALLOWED_JOB_FUNCTIONS` is refused before its function is looked up.
+:data:`queueing.contract.ALLOWED_JOB_FUNCTIONS` is refused before its function is looked up.
 
 RQ keeps in each job the dotted name of the function to run and imports it when the job
 runs, so whoever can write to Redis (a donated worker host among them) could make every
@@ -27,7 +27,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import now
 
-from workers.queue import ALLOWED_JOB_FUNCTIONS, FAILURE_TTL
+from queueing.contract import ALLOWED_JOB_FUNCTIONS, FAILURE_TTL
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 
 from rq import Retry, get_current_job
 
+from queueing import contract as queue
 from storage import report_facts
-from workers import queue
 from workers.jobs import engine
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from rq import get_current_job
 
 import settings
-from monitoring import counters
+from queueing import counters
+from queueing.contract import job_id, report_queue
 from storage.engine import DatabaseUnavailable, is_unavailable
 from storage.processing import (
     DONE_STATES,
@@ -32,7 +33,6 @@ from storage.processing import (
     process_reports,
     processing_engine,
 )
-from workers.queue import job_id, report_queue
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import importlib
 import logging
 
 import settings
-from workers import queue
+from queueing import contract as queue
 from workers.allowlist import AllowlistedJob, allowlisted
 from workers.worker import ForkingReportWorker, ReportWorker, RqRetryLogFilter
 

@@ -2,7 +2,7 @@
 loop, with two additions.
 
 **Timing.** Every job's duration goes to the Redis histogram behind ``/metrics``
-(:mod:`monitoring.jobs`) and to one log line with the report's GUID.
+(:mod:`queueing.job_metrics`) and to one log line with the report's GUID.
 
 **Riding through outages.** A worker never dies of a connection. RQ 3.0 retries a failed
 dequeue itself, but a Redis error anywhere else (its heartbeat, registry maintenance,
@@ -47,14 +47,14 @@ from rq.scheduler import RQScheduler
 from rq.utils import now
 from rq.worker.base import WorkerStatus
 
-from monitoring import jobs as job_metrics
+from queueing import job_metrics as job_metrics
 from storage.engine import DatabaseUnavailable, is_unavailable
 from storage.outage import DEFAULT_CAP, REDIS_ERRORS, Outage, is_redis_outage, wait_until
 
 logger = logging.getLogger(__name__)
 
 JOB_ID_PREFIX = "report-"
-"""``workers.queue.job_id``: the report GUID follows it."""
+"""``queueing.contract.job_id``: the report GUID follows it."""
 
 EX_TEMPFAIL = 75
 """Exit status of a forked work horse whose job found the database unreachable."""

@@ -1,8 +1,9 @@
-"""Alembic environment: the database comes from DATABASE_URL (or the caller's connection)."""
+"""Alembic environment: migrations run on the connection the caller passes
+(``storage.migrate.upgrade``, run by ``python -m scripts.migrate``), or on the URL given to
+the alembic command line with ``-x url=...``; storage never reads the environment itself."""
 
 from alembic import context
 
-import settings
 from storage.engine import create_engine
 from storage.tables import metadata
 
@@ -14,7 +15,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(settings.load().DATABASE_URL)
+    url = context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise SystemExit("run the migrations with `python -m scripts.migrate`, or alembic -x url=<database URL>")
+    engine = create_engine(url)
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

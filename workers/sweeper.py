@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from queueing.contract import JOB_TIMEOUT, QUEUE_NAME, job_id, put_report_job, report_queue
 from storage.reports import pending_page
-from workers.queue import JOB_TIMEOUT, QUEUE_NAME, job_id, put_report_job, report_queue
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import time
 
 import redis
 
-from monitoring import counters
+from queueing import counters
 
 logger = logging.getLogger("workers.processed")
 

@@ -14,7 +14,7 @@ import redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from monitoring import counters
+from queueing import counters
 
 logger = logging.getLogger(__name__)
 
