@@ -10,6 +10,7 @@ listen address). nginx runs as a child process (``daemon off``) and stops with i
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -111,3 +112,18 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def command_if_installed(prefix: Path, port: int, upstreams: dict[str, int]) -> tuple[str | None, str]:
+    """For ``make run``: the command that runs nginx in front of the local processes (its
+    configuration written by :func:`write_config`), or None when nginx is not installed or
+    refuses it; and the line to print (its URL, or why not). Never fails the run."""
+    binary = nginx_binary()
+    if binary is None:
+        return None, "nginx is not installed: running without it (apt-get install nginx to have it in front)"
+    main = write_config(prefix, port, upstreams)
+    args = [binary, "-e", "stderr", "-p", str(prefix.resolve()), "-c", str(main)]
+    check = subprocess.run([*args, "-t", "-q"], capture_output=True, text=True)
+    if check.returncode != 0:
+        return None, f"nginx refused its configuration, running without it: {check.stderr.strip()}"
+    return shlex.join(args), f"Everything through nginx (deploy/nginx/cpantesters.conf): http://127.0.0.1:{port}/"
