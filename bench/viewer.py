@@ -11,11 +11,12 @@ of the benchmark, submissions included, goes through nginx. The phases:
 1. submissions alone: the real captured submission (fresh GUID each) at ``--rate`` per
    second, open loop, from a pool of keep-alive client threads;
 2. cold cache: pages only, every one a report never viewed before (all misses);
-3. pages and read API: wrk at ``--connections`` on pages, closed loop: 80 % over a working
+3. pages only, over the working set viewed before (all from nginx's cache);
+4. pages and read API: wrk at ``--connections`` on pages, closed loop: 80 % over a working
    set of ``--working-set`` reports viewed before, 20 % (``--miss-share``) to reports never
    viewed before; at the same time a second wrk at ``--api-connections`` on the read API,
    ``/v3/release/dist/D`` and ``/v3/summary/D/1.0`` over all 500 dists;
-4. the same with submissions at ``--rate`` alongside.
+5. the same with submissions at ``--rate`` alongside.
 
 Before phase 3 every page of the working set is viewed once (so it is in nginx's cache).
 Prints, per phase: pages/s, p50/p99, the cache hit ratio (``X-Cache-Status``: HIT, or STALE
@@ -427,6 +428,10 @@ def main() -> None:
         time.sleep(2)
         # every page of the working set viewed once: now in nginx's cache
         run_wrk(port, work.empty, work.seen, 1.0, 16, max(5, args.working_set // 400), script)
+        results["pages viewed before (all from the cache)"] = {
+            "pages": run_wrk(port, work.seen, work.empty, 0.0, args.connections, args.duration, script)
+        }
+        time.sleep(2)
         results["pages + read API"] = _read_phase(port, work, script, args)
         time.sleep(2)
         both: dict = {}
