@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_MAX_AGE = 2
 """The viewer's VIEWER_SHARED_MAX_AGE here: short, so that expiry is seen within the test."""
 
-pytestmark = pytest.mark.skipif(local_nginx.nginx_binary() is None, reason="nginx is not installed")
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(local_nginx.nginx_binary() is None, reason="nginx is not installed"),
+]
 
 
 @dataclass
