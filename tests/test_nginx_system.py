@@ -36,6 +36,7 @@ from tests.helpers import register_profile, with_new_guid
 from tests.viewer_helpers import add_upload, add_user, make_document, store_document
 
 ROOT = Path(__file__).resolve().parent.parent
+FROM_CACHE = ("HIT", "STALE", "UPDATING")
 SHARED_MAX_AGE = 2
 """The viewer's VIEWER_SHARED_MAX_AGE here: short, so that expiry is seen within the test."""
 
@@ -208,10 +209,11 @@ def test_a_changed_tester_name_and_a_later_author_show_within_the_shared_max_age
     add_upload(writer, "Later-Author", "1.004", "NEWAUTHOR")
     changed = time.monotonic()
     cached = stack.request(path)
-    assert cached.cache == "HIT" and cached.body == first.body  # the proxy's copy, within its lifetime
+    assert cached.cache in FROM_CACHE and cached.body == first.body  # the proxy's copy
     fresh = wait_until(lambda: "From: Douglas" in (page := stack.request(path).body.decode()) and page, 15)
     assert fresh, "the changed name never showed"
-    assert time.monotonic() - changed < SHARED_MAX_AGE + 3
+    # the bound: the page's lifetime, then one view to start the refresh and its render
+    assert time.monotonic() - changed < SHARED_MAX_AGE + 5
     assert "metacpan.org/release/NEWAUTHOR/Later-Author-1.004" in fresh
 
 
