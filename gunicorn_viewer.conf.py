@@ -28,8 +28,12 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 control_socket_disable = True
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# VIEWER_NICE=5 makes page renders yield the CPU to submissions on a shared host.
-nice = int(os.environ.get("VIEWER_NICE", "0"))
+# Niceness of the workers. Views of pages seen before are nginx's (at nice 0); what reaches
+# these workers is renders of pages nobody asked for lately, a demand with no bound (a
+# crawler). At nice 10 they take the CPU only when submissions and the read API leave it
+# (bench/RESULTS.md): a busy host renders new pages later, never submits slower.
+# VIEWER_NICE=0 shares the CPU evenly.
+nice = int(os.environ.get("VIEWER_NICE", "10"))
 
 
 def post_fork(server, worker):

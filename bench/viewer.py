@@ -15,7 +15,7 @@ of the benchmark, submissions included, goes through nginx. The phases:
 4. pages and read API: wrk at ``--connections`` on pages, closed loop: 80 % over a working
    set of ``--working-set`` reports viewed before, 20 % (``--miss-share``) to reports never
    viewed before; at the same time a second wrk at ``--api-connections`` on the read API,
-   ``/v3/release/dist/D`` and ``/v3/summary/D/1.0`` over all 500 dists;
+   six kinds of question (:func:`api_paths`) about each of the 500 dists, at random;
 5. the same with submissions at ``--rate`` alongside.
 
 Before phase 3 every page of the working set is viewed once (so it is in nginx's cache).
@@ -333,6 +333,18 @@ def run_wrk(port: int, seen: Path, fresh: Path, share: float, connections: int, 
     }
 
 
+def api_paths(dist: str) -> list[str]:
+    """The read-API questions asked about one dist (MetaCPAN's and the sites' kinds)."""
+    return [
+        f"/v3/release/dist/{dist}",
+        f"/v3/release/dist/{dist}/1.0",
+        f"/v3/summary/{dist}",
+        f"/v3/summary/{dist}/1.0",
+        f"/v3/summary/{dist}?grade=pass",
+        f"/v3/upload/dist/{dist}",
+    ]
+
+
 def view_each(port: int, paths: list[str], threads: int = 16) -> None:
     """View every page of ``paths`` once (gzip accepted, as wrk asks), ``threads`` at a time."""
     todo: queue.Queue = queue.Queue()
@@ -366,7 +378,7 @@ class Workload:
         self.seen = self._write("seen.txt", [f"/cpan/report/{g}" for g in shuffled[:working_set]])
         self.never_viewed = [f"/cpan/report/{g}" for g in shuffled[working_set:]]
         self.phases = 0
-        self.api = self._write("api.txt", [p for d in dists for p in (f"/v3/release/dist/{d}", f"/v3/summary/{d}/1.0")])
+        self.api = self._write("api.txt", [path for dist in dists for path in api_paths(dist)])
         self.empty = self._write("empty.txt", [])
 
     def _write(self, name: str, lines: list[str]) -> Path:
