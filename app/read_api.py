@@ -222,7 +222,9 @@ def release_version(dist: str, version: str):
         raise Unavailable("database unavailable") from exc
     if row is None:
         return _not_found("Not found")
-    return _cached(Response(json.dumps(release_row(row)), content_type=JSON_TYPE))
+    response = _cached(Response(json.dumps(release_row(row)), content_type=JSON_TYPE))
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @read_api.get("/upload")

@@ -259,6 +259,12 @@ def test_every_answer_has_permissive_cors_and_a_short_cache_lifetime(api, yancy)
     assert api.post("/v3/release").status_code == 405
 
 
+def test_one_release_has_an_etag_and_answers_304(api, yancy):
+    first = api.get("/v3/release/dist/Yancy/1.004")
+    again = api.get("/v3/release/dist/Yancy/1.004", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+
 def test_a_bad_query_is_not_kept_by_caches(api):
     assert "Cache-Control" not in api.get("/v3/summary?grade=pass").headers
 
