@@ -28,9 +28,9 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def write_config(prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1) -> Path:
+def write_config(prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1, host: str = "127.0.0.1") -> Path:
     """Write a main configuration in ``prefix`` that includes the shipped site with
-    ``port`` to listen on (127.0.0.1) and ``upstreams`` (``web``, ``viewer``, ``readapi``:
+    ``host``:``port`` to listen on and ``upstreams`` (``web``, ``viewer``, ``readapi``:
     their ports on 127.0.0.1); returns the path of the main configuration."""
     prefix = prefix.resolve()
     for folder in ("cpantesters.d", "temp", "cache", "logs"):
@@ -47,7 +47,7 @@ def write_config(prefix: Path, port: int, upstreams: dict[str, int], workers: in
             for zone in ("pages", "api")
         )
     )
-    (prefix / "cpantesters.d" / "listen.conf").write_text(f"listen 127.0.0.1:{port};\nserver_name localhost;\n")
+    (prefix / "cpantesters.d" / "listen.conf").write_text(f"listen {host}:{port};\nserver_name localhost;\n")
     temp = prefix / "temp"
     # nginx started by root hands its workers to an unprivileged user, who could not read
     # a test's private temporary folders: keep root there (only ever on this machine).
@@ -114,16 +114,19 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
             process.wait()
 
 
-def command_if_installed(prefix: Path, port: int, upstreams: dict[str, int]) -> tuple[str | None, str]:
+def command_if_installed(
+    prefix: Path, port: int, upstreams: dict[str, int], host: str = "127.0.0.1"
+) -> tuple[str | None, str]:
     """For ``make run``: the command that runs nginx in front of the local processes (its
     configuration written by :func:`write_config`), or None when nginx is not installed or
     refuses it; and the line to print (its URL, or why not). Never fails the run."""
     binary = nginx_binary()
     if binary is None:
         return None, "nginx is not installed: running without it (apt-get install nginx to have it in front)"
-    main = write_config(prefix, port, upstreams)
+    main = write_config(prefix, port, upstreams, host=host)
     args = [binary, "-e", "stderr", "-p", str(prefix.resolve()), "-c", str(main)]
-    check = subprocess.run([*args, "-t", "-q"], capture_output=True, text=True)
+    check = subprocess.Popen([*args, "-t", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _out, errors = check.communicate()
     if check.returncode != 0:
-        return None, f"nginx refused its configuration, running without it: {check.stderr.strip()}"
+        return None, f"nginx refused its configuration, running without it: {errors.strip()}"
     return shlex.join(args), f"Everything through nginx (deploy/nginx/cpantesters.conf): http://127.0.0.1:{port}/"

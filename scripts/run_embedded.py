@@ -171,7 +171,9 @@ def main(argv=None) -> int:
     conf = var / "supervisord.conf"
     config = supervisord_config(var, args.port, redis_port)
     upstreams = {name: args.port + PORT_OFFSETS[name] for name in local_nginx.UPSTREAMS}
-    proxy, proxy_line = local_nginx.command_if_installed(var / "nginx", args.port + PORT_OFFSETS["nginx"], upstreams)
+    proxy, proxy_line = local_nginx.command_if_installed(
+        var / "nginx", args.port + PORT_OFFSETS["nginx"], upstreams, host=env["HOST"]
+    )
     if proxy:
         config += "\n" + _program("nginx", proxy)
     conf.write_text(config)
