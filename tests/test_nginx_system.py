@@ -32,7 +32,7 @@ from scripts import local_nginx
 from storage.tables import metabase_user
 from tests import captures, processes
 from tests.backends import free_port
-from tests.helpers import register_profile, with_new_guid
+from tests.helpers import auth_header, register_profile, with_new_guid
 from tests.viewer_helpers import add_upload, add_user, make_document, store_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +71,11 @@ class Stack:
     tmp: Path | None = None
 
     def request(self, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None,
-                port: int | None = None) -> Answer:  # fmt: skip
-        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+                port: int | None = None, source: str | None = None) -> Answer:  # fmt: skip
+        """One request to nginx (or ``port``), from the loopback address ``source`` if given."""
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port or self.port, timeout=30, source_address=(source, 0) if source else None
+        )
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -121,6 +124,7 @@ def stack(embedded, tmp_path_factory):
         "READ_API_WORKERS": "1",
         "VIEWER_SHARED_MAX_AGE": str(SHARED_MAX_AGE),
         "READ_API_MAX_AGE": "2",
+        "AUTH_FAILURE_LIMIT": "3",
         "LOG_LEVEL": "WARNING",
     }
     with ExitStack() as cleanup:
@@ -364,3 +368,21 @@ def test_status_and_dashboard_are_never_cached(stack):
     for path in ("/status?format=json", "/dashboard/"):
         answer = stack.request(path)
         assert "x-cache-status" not in answer.headers, path
+
+
+def test_the_apps_see_the_address_nginx_gives_so_a_client_cannot_claim_another(stack, writer):
+    """X-Forwarded-For through nginx and ProxyFix: the auth-failure throttle counts each
+    client's own address (not nginx's for all), whatever X-Forwarded-For it sends itself."""
+    guid = "0e0e0e0e-0000-4000-8000-00000000f00d"
+    register_profile(writer, guid=guid)
+    recorded = captures.load("01-ok")[0]
+    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length", "authorization")}
+    headers.update(auth_header(guid, "a wrong secret"))
+
+    def attempt(claimed: str, source: str = "127.0.0.1") -> int:
+        body, _ = with_new_guid(recorded.body)
+        return stack.request(recorded.path, "POST", {**headers, "X-Forwarded-For": claimed}, body, source=source).status
+
+    assert [attempt(f"198.51.100.{n}") for n in range(3)] == [401, 401, 401]
+    assert attempt("203.0.113.99") == 429  # the same client (127.0.0.1) under another claimed address
+    assert attempt("198.51.100.0", source="127.0.0.2") == 401  # another client: its own count, not nginx's
