@@ -1,7 +1,8 @@
 """The Flask application factory: one settings object, one blueprint per surface.
 
-``create_app`` builds the intake app (legacy Metabase API, v3 API, operations);
-the viewer runs as a second app from the same factory code in its own gunicorn group.
+``create_app`` builds the intake app (legacy Metabase API, v3 API, operations); the
+read side is two more apps from the same factory code, each in its own gunicorn group:
+``create_viewer_app`` (report pages) and ``create_read_api_app`` (the v3 read API).
 """
 
 from __future__ import annotations
@@ -9,19 +10,29 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import settings as settings_module
-from app import dashboard, errors, legacy_api, openapi, ops, read_api, tail_log, throttle, v3_api, viewer
+from app import dashboard, errors, legacy_api, openapi, ops, read_api, read_side, tail_log, throttle, v3_api, viewer
 from app.services import Services
 
 logger = logging.getLogger(__name__)
 
 
+def _new_app(config: settings_module.Settings) -> Flask:
+    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = Flask(__name__, static_folder=None)
+    if config.PROXY_HOPS:
+        # Behind nginx: the client's address, scheme and host come from its X-Forwarded-*.
+        hops = config.PROXY_HOPS
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    return app
+
+
 def create_app(config: settings_module.Settings | None = None) -> Flask:
     """Build the submission app from ``config`` (default: the environment)."""
     config = config or settings_module.load()
-    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = Flask(__name__, static_folder=None)
+    app = _new_app(config)
     services = Services.init_app(app, config)
     app.config["MAX_CONTENT_LENGTH"] = services.max_submission_bytes
     errors.init_app(app)
@@ -36,11 +47,21 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
 
 
 def create_viewer_app(config: settings_module.Settings | None = None) -> Flask:
-    """Build the read-side app (report viewer, v3 read API, /openapi.json); it never writes."""
+    """Build the report viewer app (report pages, /openapi.json); it never writes."""
     config = config or settings_module.load()
-    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = Flask(__name__, static_folder=None)
-    viewer.init_app(app, config)
+    app = _new_app(config)
+    read_side.init_app(app, config, threads=config.VIEWER_THREADS)
+    viewer.init_app(app)
+    errors.init_app(app)
+    openapi.init_app(app)
+    return app
+
+
+def create_read_api_app(config: settings_module.Settings | None = None) -> Flask:
+    """Build the v3 read API app (/v3/summary, /v3/release, /v3/upload, /openapi.json)."""
+    config = config or settings_module.load()
+    app = _new_app(config)
+    read_side.init_app(app, config, threads=config.READ_API_THREADS)
     read_api.init_app(app)
     errors.init_app(app)
     openapi.init_app(app)

@@ -1,5 +1,6 @@
 """The v3 read API MetaCPAN and other tools consume (spec 2.2): ``/v3/summary``,
-``/v3/release`` and ``/v3/upload``, served by the viewer app from the processed tables.
+``/v3/release`` and ``/v3/upload``, served by the read-API app (the Procfile's ``readapi``,
+its own gunicorn group) from the processed tables.
 
 Shapes and error forms are upstream's: lists are streamed (``[``, rows, ``]``) and an
 empty list is a ``404`` ``No results found``; errors are ``{"errors": [{"message",
@@ -15,12 +16,15 @@ import logging
 from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, Response, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from app import openapi, viewer_http
-from app.errors import json_response
-from app.read_api_queries import (
+from app import openapi
+from app.errors import JSON_TYPE, json_response
+from app.read_side import read_api_answer, read_services
+from schemas.v3 import GRADES, validation_errors
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
+from storage.read_queries import (
     release_query,
     release_row,
     summary_query,
@@ -28,15 +32,10 @@ from app.read_api_queries import (
     upload_query,
     upload_row,
 )
-from app.viewer import read_services
-from schemas.v3 import GRADES, validation_errors
-from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 
 logger = logging.getLogger(__name__)
 
-READ_API_PREFIX = "/v3/"
-"""Where the read API's routes live (the viewer's front sends them to its child processes)."""
-read_api = Blueprint("read_api", __name__, url_prefix=READ_API_PREFIX.rstrip("/"))
+read_api = Blueprint("read_api", __name__, url_prefix="/v3")
 
 STREAM_BATCH = 200
 """Rows fetched from the database and sent per chunk of a streamed list."""
@@ -60,7 +59,7 @@ class ReleaseQuerySchema(Schema):
     since = fields.DateTime(metadata={"description": "only with a dist or an author: latest report on or after"})
     maturity = fields.String(validate=validate.OneOf(("stable", "dev")))
     limit = fields.Integer(strict=False)
-    precache = fields.Boolean(metadata={"description": "accepted for compatibility; there is no server cache"})
+    precache = fields.Boolean(metadata={"description": "accepted for compatibility; answers are cached briefly"})
 
 
 class UploadQuerySchema(Schema):
@@ -118,6 +117,16 @@ def _errors(message: str, status: int, path: str = "/"):
     return json_response({"errors": [{"message": message, "path": path}]}, status)
 
 
+def _not_found(message: str) -> Response:
+    """An empty answer (upstream's ``404``), cached as briefly as a list: it may fill up."""
+    return _cached(_errors(message, 404))
+
+
+def _cached(response: Response) -> Response:
+    response.headers["Cache-Control"] = read_api_answer(read_services().settings)
+    return response
+
+
 def _args(schema: Schema) -> dict:
     raw = {}
     for name, field in schema.fields.items():
@@ -128,10 +137,6 @@ def _args(schema: Schema) -> dict:
         return schema.load(raw)
     except ValidationError as exc:
         raise BadQuery(validation_errors(exc.messages, prefix="")) from exc
-
-
-def _max_age() -> int:
-    return read_services().settings.READ_API_MAX_AGE
 
 
 def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results found"):
@@ -149,7 +154,7 @@ def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results
         raise
     if not first:
         conn.close()
-        return _errors(not_found, 404)
+        return _not_found(not_found)
 
     def chunks() -> Iterator[str]:
         try:
@@ -161,7 +166,7 @@ def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results
             result.close()
             conn.close()
 
-    return viewer_http.streamed_response(chunks(), "application/json", _max_age())
+    return _cached(Response(chunks(), content_type=JSON_TYPE))
 
 
 @read_api.get("/summary")
@@ -216,8 +221,10 @@ def release_version(dist: str, version: str):
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if row is None:
-        return _errors("Not found", 404)
-    return viewer_http.cached_response(json.dumps(release_row(row)), "application/json", _max_age())
+        return _not_found("Not found")
+    response = _cached(Response(json.dumps(release_row(row)), content_type=JSON_TYPE))
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @read_api.get("/upload")

@@ -1,25 +1,28 @@
-"""Viewer benchmark: report pages and the read API under load while submissions arrive.
+"""Read-side benchmark: report pages and the read API through nginx, while submissions arrive.
 
     .venv/bin/python -m bench.viewer [--duration 20] [--rate 200] [--connections 64]
 
-With 10,000 stored reports (the real upstream sample's text cut to 16 KB each, packed as
-the intake stores them) and 500 processed releases in a fresh MariaDB database, the intake
-(``web``) and the viewer (``viewer``) run as their own gunicorn groups, as in the
-Procfile. The phases:
+A fresh MariaDB database gets ``--reports`` stored reports (the real upstream sample's text
+cut to 16 KB each, packed as the intake stores them) over 500 processed releases. The three
+gunicorn groups of the Procfile (web, viewer, readapi) run behind nginx with the shipped
+site (``deploy/nginx/cpantesters.conf``, through ``scripts/local_nginx.py``); every request
+of the benchmark, submissions included, goes through nginx. The phases:
 
 1. submissions alone: the real captured submission (fresh GUID each) at ``--rate`` per
    second, open loop, from a pool of keep-alive client threads;
-2. the viewer alone: wrk at ``--connections`` on existing GUIDs (gzip accepted), plus a
-   second wrk at ``--api-connections`` (8) on the read API with existing dists;
-3. both at once;
-4. and 5. (unless ``--open-rate 0``) phases 2 and 3 again with the pages offered open
-   loop at ``--open-rate`` per second over the same connections (``bench.viewer_open_loop``:
-   latency counted from when each request was due, as wrk2 does).
+2. cold cache: pages only, every one a report never viewed before (all misses);
+3. pages only, over the working set viewed before (all from nginx's cache);
+4. pages and read API: wrk at ``--connections`` on pages, closed loop: 80 % over a working
+   set of ``--working-set`` reports viewed before, 20 % (``--miss-share``) to reports never
+   viewed before; at the same time a second wrk at ``--api-connections`` on the read API,
+   six kinds of question (:func:`api_paths`) about each of the 500 dists, at random;
+5. the same with submissions at ``--rate`` alongside.
 
-Before measuring, ``--warm`` seconds of page load fill the viewer's page caches, so the
-phases measure the steady state. Prints viewer p50/p99, read-API p99, submission
-throughput and failures for each phase.
-Needs wrk, MariaDB and Redis on 127.0.0.1; uses Redis DB ``BENCH_REDIS_DB`` (default 5).
+Before phase 3 every page of the working set is viewed once (so it is in nginx's cache).
+Prints, per phase: pages/s, p50/p99, the cache hit ratio (``X-Cache-Status``: HIT, or STALE
+/ UPDATING / REVALIDATED, answered from the cache), the read API's answers/s, p99 and hit
+ratio, and the submissions' throughput against phase 1.
+Needs wrk, nginx, MariaDB and Redis on 127.0.0.1; uses Redis DB ``BENCH_REDIS_DB`` (default 5).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from bench.intake import MYSQL, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
 from schemas.translate import index_columns  # noqa: E402
+from scripts import local_nginx  # noqa: E402
 from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
@@ -61,28 +65,64 @@ from tests.processes import wait_for_port  # noqa: E402
 from tests.viewer_helpers import sample_document  # noqa: E402
 
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "5"))
-REPORTS = 10_000
 DISTS = 500
 REPORT_TEXT_BYTES = 16_000
 """Report text kept per stored report (the real client's capture is a 19 KB submission)."""
 SUBMIT_PATH = "/api/v1/submit/CPAN-Testers-Report"
 SETTLE_SECONDS = 15
+FROM_CACHE = ("HIT", "STALE", "UPDATING", "REVALIDATED")
+"""X-Cache-Status values of answers nginx gave from its cache."""
 
-VIEWER_LUA = """
-local paths = {}
+WRK_LUA = """
+-- args: working-set file, never-viewed file, share of requests to never-viewed reports.
+-- Each wrk thread takes its own slice of the never-viewed reports, in order, so each is
+-- asked for once (past the end of its slice a thread adds ?n=N: still a miss).
+local threads, counter = {}, 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
 function init(args)
-  for line in io.lines(args[1]) do paths[#paths + 1] = line end
-  math.randomseed(os.time() + (id or 0))
+  seen, fresh, next_fresh, n = {}, {}, 1, 0
+  for line in io.lines(args[1]) do seen[#seen + 1] = line end
+  local i = 0
+  for line in io.lines(args[2]) do
+    if i % 2 == id then fresh[#fresh + 1] = line end
+    i = i + 1
+  end
+  share = tonumber(args[3])
+  math.randomseed(os.time() + id)
+  from_cache, total = 0, 0
 end
 function request()
-  return wrk.format("GET", paths[math.random(#paths)], {["Accept-Encoding"] = "gzip"})
+  local path
+  if #fresh > 0 and math.random() < share then
+    path = fresh[(next_fresh - 1) % #fresh + 1]
+    if next_fresh > #fresh then n = n + 1; path = path .. "?n=" .. n end
+    next_fresh = next_fresh + 1
+  else
+    path = seen[math.random(#seen)]
+  end
+  return wrk.format("GET", path, {["Accept-Encoding"] = "gzip"})
+end
+function response(status, headers, body)
+  local c = headers["X-Cache-Status"]
+  if c == "HIT" or c == "STALE" or c == "UPDATING" or c == "REVALIDATED" then from_cache = from_cache + 1 end
+  total = total + 1
 end
 function done(summary, latency, requests)
+  local cached, counted = 0, 0
+  for _, t in ipairs(threads) do
+    cached = cached + t:get("from_cache")
+    counted = counted + t:get("total")
+  end
   io.write(string.format("JSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, "
-    .. "\\"max_us\\": %d, \\"errors\\": %d, \\"status_errors\\": %d, \\"timeouts\\": %d}\\n",
+    .. "\\"max_us\\": %d, \\"errors\\": %d, \\"status_errors\\": %d, \\"timeouts\\": %d, "
+    .. "\\"from_cache\\": %d, \\"counted\\": %d}\\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
     summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
-    summary.errors.timeout))
+    summary.errors.timeout, cached, counted))
 end
 """
 
@@ -105,8 +145,8 @@ def drop_database(name: str) -> None:
     conn.close()
 
 
-def seed(url: str) -> tuple[list[str], list[str]]:
-    """10,000 stored reports over 500 dists, with their processed rows; returns GUIDs, dists."""
+def seed(url: str, reports: int) -> tuple[list[str], list[str]]:
+    """``reports`` stored reports over 500 dists, with their processed rows; returns GUIDs, dists."""
     engine = create_engine(url)
     base = sample_document()
     text = base["result"]["output"]["uncategorized"]
@@ -126,7 +166,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
         upload_ids = dict(conn.execute(uploads.select().with_only_columns(uploads.c.dist, uploads.c.uploadid)).all())
     batch: list[dict] = []
     stats: list[dict] = []
-    for n in range(REPORTS):
+    for n in range(reports):
         dist = dist_names[n % DISTS]
         doc = json.loads(json.dumps(base))
         doc["id"] = str(uuid.uuid4())
@@ -144,7 +184,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
              "dist": dist, "version": "1.0", "platform": "x86_64-linux", "perl": "5.40.0", "osname": "linux",
              "osvers": "6.1", "fulldate": created.strftime("%Y%m%d%H%M"), "type": 2, "uploadid": upload_ids[dist]}
         )  # fmt: skip
-        if len(batch) == 500:
+        if len(batch) == 500 or n == reports - 1:
             with engine.begin() as conn:
                 insert_reports(conn, batch)  # packed, as the intake stores them
                 conn.execute(cpanstats.insert(), stats)
@@ -154,7 +194,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
             release_summary.insert(),
             [
                 {"dist": d, "version": "1.0", "id": i, "guid": guids[i], "oncpan": 1, "distmat": 1, "perlmat": 1,
-                 "patched": 1, "pass": REPORTS // DISTS, "fail": 0, "na": 0, "unknown": 0, "uploadid": upload_ids[d]}
+                 "patched": 1, "pass": reports // DISTS, "fail": 0, "na": 0, "unknown": 0, "uploadid": upload_ids[d]}
                 for i, d in enumerate(dist_names)
             ],
         )  # fmt: skip
@@ -174,23 +214,6 @@ def start_gunicorn(conf: str, app: str, env: dict, log: Path) -> tuple[subproces
     )
     wait_for_port(port)
     return process, port
-
-
-def cpu_seconds(master_pid: int) -> float:
-    """User+system CPU of a gunicorn master and its workers (contention-independent cost)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields[1])
-        if pid == master_pid or ppid == master_pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -290,10 +313,11 @@ class Submitter:
         }
 
 
-def run_wrk(port: int, paths_file: str, connections: int, duration: int, script: str) -> dict:
+def run_wrk(port: int, seen: Path, fresh: Path, share: float, connections: int, duration: int, script: Path) -> dict:
+    """wrk (closed loop) through nginx; latency percentiles and the share answered from cache."""
     out = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
-         "-s", script, f"http://127.0.0.1:{port}", "--", paths_file],
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(seen), str(fresh), str(share)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     figures = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
@@ -302,10 +326,72 @@ def run_wrk(port: int, paths_file: str, connections: int, duration: int, script:
         "p50_ms": round(figures["p50_us"] / 1000, 1),
         "p99_ms": round(figures["p99_us"] / 1000, 1),
         "max_ms": round(figures["max_us"] / 1000, 1),
+        "hit_ratio": round(figures["from_cache"] / max(figures["counted"], 1), 3),
         "socket_errors": figures["errors"],
         "non_2xx": figures["status_errors"],
         "timeouts": figures["timeouts"],
     }
+
+
+def api_paths(dist: str) -> list[str]:
+    """The read-API questions asked about one dist (MetaCPAN's and the sites' kinds)."""
+    return [
+        f"/v3/release/dist/{dist}",
+        f"/v3/release/dist/{dist}/1.0",
+        f"/v3/summary/{dist}",
+        f"/v3/summary/{dist}/1.0",
+        f"/v3/summary/{dist}?grade=pass",
+        f"/v3/upload/dist/{dist}",
+    ]
+
+
+def view_each(port: int, paths: list[str], threads: int = 16) -> None:
+    """View every page of ``paths`` once (gzip accepted, as wrk asks), ``threads`` at a time."""
+    todo: queue.Queue = queue.Queue()
+    for path in paths:
+        todo.put(path)
+
+    def viewer() -> None:
+        conn = HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            try:
+                path = todo.get_nowait()
+            except queue.Empty:
+                return
+            conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+            conn.getresponse().read()
+
+    workers = [threading.Thread(target=viewer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+class Workload:
+    """The path files of the phases: the working set, and a fresh slice of never-viewed
+    reports for each phase (so a miss is a report nobody asked for before)."""
+
+    def __init__(self, folder: Path, guids: list[str], dists: list[str], working_set: int):
+        self.folder = folder
+        shuffled = random.sample(guids, len(guids))
+        self.seen = self._write("seen.txt", [f"/cpan/report/{g}" for g in shuffled[:working_set]])
+        self.never_viewed = [f"/cpan/report/{g}" for g in shuffled[working_set:]]
+        self.phases = 0
+        self.api = self._write("api.txt", [path for dist in dists for path in api_paths(dist)])
+        self.empty = self._write("empty.txt", [])
+
+    def _write(self, name: str, lines: list[str]) -> Path:
+        path = self.folder / name
+        path.write_text("".join(line + "\n" for line in lines))
+        return path
+
+    def fresh(self, phases: int = 4) -> Path:
+        """The next of ``phases`` equal slices of the never-viewed reports."""
+        size = len(self.never_viewed) // phases
+        part = self.never_viewed[self.phases * size : (self.phases + 1) * size]
+        self.phases += 1
+        return self._write(f"fresh-{self.phases}.txt", part)
 
 
 def main() -> None:
@@ -313,21 +399,15 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--rate", type=int, default=200, help="submissions per second")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections on report pages")
+    parser.add_argument("--api-connections", type=int, default=8, help="wrk connections on the read API")
+    parser.add_argument("--reports", type=int, default=40_000, help="stored reports")
+    parser.add_argument("--working-set", type=int, default=2000, help="reports viewed before the measured phases")
+    parser.add_argument("--miss-share", type=float, default=0.2, help="share of page views to never-viewed reports")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
-    parser.add_argument("--viewer-threads", type=int, default=None, help="VIEWER_THREADS (default: the config's)")
-    parser.add_argument(
-        "--viewer-api-processes", type=int, default=None, help="VIEWER_API_PROCESSES (default: the config's)"
-    )
-    parser.add_argument("--viewer-api-nice", type=int, default=None, help="VIEWER_API_NICE (default: the config's)")
+    parser.add_argument("--readapi-workers", type=int, default=1)
+    parser.add_argument("--nginx-workers", type=int, default=2)
     parser.add_argument("--viewer-nice", type=int, default=None, help="VIEWER_NICE (default: the config's)")
-    parser.add_argument(
-        "--open-rate", type=int, default=1000, help="pages per second of the open-loop phases (0: skip them)"
-    )
-    parser.add_argument(
-        "--api-connections", type=int, default=8, help="wrk connections on the read API alongside (0: none)"
-    )
-    parser.add_argument("--warm", type=int, default=10, help="seconds of page load before measuring")
     args = parser.parse_args()
     speed = yardstick()  # before seeding: MariaDB writes the seed back for a while after it
 
@@ -339,18 +419,12 @@ def main() -> None:
     try:
         upgrade(url)
         t0 = time.perf_counter()
-        guids, dists = seed(url)
+        guids, dists = seed(url, args.reports)
         print(f"seeded {len(guids)} reports and {len(dists)} releases in {time.perf_counter() - t0:.1f}s")
         time.sleep(SETTLE_SECONDS)  # let the database write back the seed before measuring
-        pages = tmp / "pages.txt"
-        pages.write_text("\n".join(f"/cpan/report/{g}" for g in random.sample(guids, 2000)) + "\n")
-        api = tmp / "api.txt"
-        api.write_text(
-            "\n".join(p for d in random.sample(dists, 200) for p in (f"/v3/release/dist/{d}", f"/v3/summary/{d}/1.0"))
-            + "\n"
-        )
+        work = Workload(tmp, guids, dists, args.working_set)
         script = tmp / "paths.lua"
-        script.write_text(VIEWER_LUA)
+        script.write_text(WRK_LUA)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
         env.update(
             DATABASE_URL=url,
@@ -359,77 +433,51 @@ def main() -> None:
             LOG_LEVEL="WARNING",
             WEB_CONCURRENCY=str(args.web_workers),
             VIEWER_WORKERS=str(args.viewer_workers),
+            READ_API_WORKERS=str(args.readapi_workers),
         )
         if args.viewer_nice is not None:
             env["VIEWER_NICE"] = str(args.viewer_nice)
-        if args.viewer_threads is not None:
-            env["VIEWER_THREADS"] = str(args.viewer_threads)
-        if args.viewer_api_processes is not None:
-            env["VIEWER_API_PROCESSES"] = str(args.viewer_api_processes)
-        if args.viewer_api_nice is not None:
-            env["VIEWER_API_NICE"] = str(args.viewer_api_nice)
-        web, web_port = start_gunicorn("gunicorn.conf.py", "wsgi:app", env, tmp / "web.log")
-        processes.append(web)
-        viewer, viewer_port = start_gunicorn("gunicorn_viewer.conf.py", "wsgi_viewer:viewer", env, tmp / "viewer.log")
-        processes.append(viewer)
+        ports = {}
+        for group, conf, app in (
+            ("web", "gunicorn.conf.py", "wsgi:app"),
+            ("viewer", "gunicorn_viewer.conf.py", "wsgi_viewer:viewer"),
+            ("readapi", "gunicorn_readapi.conf.py", "wsgi_readapi:read_api"),
+        ):
+            process, ports[group] = start_gunicorn(conf, app, env, tmp / f"{group}.log")
+            processes.append(process)
+        port = free_port()
+        nginx = local_nginx.start(tmp / "nginx", port, ports, workers=args.nginx_workers)
         print(
-            f"machine: {os.cpu_count()} cores (shared), {speed}, {mariadb_settings()}; "
-            f"web: {args.web_workers} sync workers; viewer: "
-            f"{args.viewer_workers} uvicorn workers, {env.get('VIEWER_THREADS', 'the default')} route threads "
-            f"and {env.get('VIEWER_API_PROCESSES', 'the default')} read-API processes "
-            f"(nice {env.get('VIEWER_API_NICE', 'default')}) each; "
+            f"machine: {os.cpu_count()} cores (shared), {speed}, {mariadb_settings()}; through nginx "
+            f"({args.nginx_workers} workers): web {args.web_workers} sync workers, viewer {args.viewer_workers} "
+            f"(nice {env.get('VIEWER_NICE', 'default')}) and readapi {args.readapi_workers} gthread workers; "
             f"{args.duration}s per phase"
         )
-        # warm both apps (imports, connection pools) and the viewer's page caches: the
-        # phases measure the steady state, every page of the set rendered in both workers
-        run_wrk(viewer_port, str(pages), 16, args.warm, str(script))
-        Submitter(web_port, 20, 1).run()
-
+        Submitter(port, 20, 1).run()  # warm the web workers (imports, connections)
         results: dict = {}
-        cpu = cpu_seconds(web.pid)
-        submit = Submitter(web_port, args.rate, args.duration).run()
-        served = submit["accepted_in_window"] + submit["accepted_after_window"]
-        submit["web_cpu_ms_per_submission"] = round((cpu_seconds(web.pid) - cpu) * 1000 / max(served, 1), 2)
-        results["submissions alone"] = {"submit": submit}
+        results["submissions alone"] = {"submit": Submitter(port, args.rate, args.duration).run()}
         time.sleep(2)
-        cpu = cpu_seconds(viewer.pid)
-        results["viewer alone"] = _viewer_phase(viewer_port, pages, api, script, args)
-        answered = sum(r["requests_per_s"] for r in results["viewer alone"].values()) * args.duration
-        results["viewer alone"]["viewer_cpu_ms_per_request"] = round(
-            (cpu_seconds(viewer.pid) - cpu) * 1000 / max(answered, 1), 2
-        )
+        results["cold cache (every page a miss)"] = {
+            "pages": run_wrk(port, work.seen, work.fresh(), 1.0, args.connections, args.duration, script)
+        }
         time.sleep(2)
-        # service time without queueing: a few connections only
-        results["viewer at 4 connections"] = {"pages": run_wrk(viewer_port, str(pages), 4, 10, str(script))}
+        view_each(port, work.seen.read_text().split())  # the working set: now in nginx's cache
+        results["pages viewed before (all from the cache)"] = {
+            "pages": run_wrk(port, work.seen, work.empty, 0.0, args.connections, args.duration, script)
+        }
         time.sleep(2)
-        results["both"] = _with_submissions(web_port, viewer_port, pages, api, script, args)
-        if args.open_rate:
-            time.sleep(2)
-            results["open loop alone"] = _viewer_phase(viewer_port, pages, api, script, args, open_loop=True)
-            time.sleep(2)
-            results["open loop with submissions"] = _with_submissions(
-                web_port, viewer_port, pages, api, script, args, open_loop=True
-            )
+        results["pages + read API"] = _read_phase(port, work, script, args)
+        time.sleep(2)
+        both: dict = {}
+        reader = threading.Thread(target=lambda: both.update(_read_phase(port, work, script, args)))
+        reader.start()
+        time.sleep(0.5)
+        both["submit"] = Submitter(port, args.rate, args.duration - 1.0).run()
+        reader.join()
+        results["pages + read API + submissions"] = both
+        local_nginx.stop(nginx)
         print(json.dumps(results, indent=2))
-        alone, loaded = results["submissions alone"]["submit"], results["both"]["submit"]
-        kept = loaded["accepted_per_s"] / alone["accepted_per_s"] * 100 if alone["accepted_per_s"] else 0
-        print(
-            f"\nviewer p99: {results['viewer alone']['pages']['p99_ms']} ms alone, "
-            f"{results['both']['pages']['p99_ms']} ms with submissions; "
-            f"submissions: {alone['accepted_per_s']}/s alone, {loaded['accepted_per_s']}/s with viewer load "
-            f"({kept:.0f}%), failures {alone['failures']} / {loaded['failures']}; CPU per viewer request "
-            f"{results['viewer alone']['viewer_cpu_ms_per_request']} ms, per submission "
-            f"{alone['web_cpu_ms_per_submission']} ms"
-        )
-        if args.open_rate:
-            opened = results["open loop with submissions"]["submit"]
-            print(
-                f"open loop at {args.open_rate} pages/s over {args.connections} connections: viewer p99 "
-                f"{results['open loop alone']['pages']['p99_ms']} ms alone, "
-                f"{results['open loop with submissions']['pages']['p99_ms']} ms with submissions "
-                f"({opened['accepted_per_s']}/s, "
-                f"{opened['accepted_per_s'] / alone['accepted_per_s'] * 100 if alone['accepted_per_s'] else 0:.0f}%)"
-            )
+        _summary(results, args)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -437,47 +485,45 @@ def main() -> None:
         redis.Redis.from_url(redis_url).flushdb()
 
 
-def _with_submissions(web_port: int, viewer_port: int, pages: Path, api: Path, script: Path, args, open_loop=False):
-    """A viewer phase (:func:`_viewer_phase`) with submissions at ``--rate`` running
-    alongside; the submissions' figures under ``"submit"``."""
-    both: dict = {}
-    viewer_thread = threading.Thread(
-        target=lambda: both.update(_viewer_phase(viewer_port, pages, api, script, args, open_loop=open_loop))
-    )
-    viewer_thread.start()
-    time.sleep(0.5)
-    both["submit"] = Submitter(web_port, args.rate, args.duration - 1.0).run()
-    viewer_thread.join()
-    return both
-
-
-def run_open_loop(port: int, paths_file: str, rate: int, connections: int, duration: int) -> dict:
-    """``bench.viewer_open_loop`` in its own process: pages due at ``rate`` per second."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.viewer_open_loop", str(port), paths_file, str(rate), str(duration),
-         str(connections)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def _viewer_phase(port: int, pages: Path, api: Path, script: Path, args, open_loop: bool = False) -> dict:
-    """Pages (wrk's closed loop, or the open loop at ``--open-rate``) with the read API
-    under wrk at ``--api-connections`` alongside."""
+def _read_phase(port: int, work: Workload, script: Path, args) -> dict:
+    """Pages (working set plus never-viewed) with the read API alongside, both wrk."""
     result: dict = {}
-    api_thread = threading.Thread(
-        target=lambda: (
-            args.api_connections
-            and result.update(read_api=run_wrk(port, str(api), args.api_connections, args.duration, str(script)))
+    api = threading.Thread(
+        target=lambda: result.update(
+            read_api=run_wrk(port, work.api, work.empty, 0.0, args.api_connections, args.duration, script)
         )
     )
-    api_thread.start()
-    if open_loop:
-        result["pages"] = run_open_loop(port, str(pages), args.open_rate, args.connections, args.duration)
-    else:
-        result["pages"] = run_wrk(port, str(pages), args.connections, args.duration, str(script))
-    api_thread.join()
+    api.start()
+    result["pages"] = run_wrk(port, work.seen, work.fresh(), args.miss_share, args.connections, args.duration, script)
+    api.join()
     return result
+
+
+def _summary(results: dict, args) -> None:
+    alone = results["submissions alone"]["submit"]["accepted_per_s"]
+    print()
+    for phase, figures in results.items():
+        parts = [phase + ":"]
+        if "pages" in figures:
+            pages = figures["pages"]
+            parts.append(
+                f"pages {pages['requests_per_s']}/s p50 {pages['p50_ms']} ms p99 {pages['p99_ms']} ms "
+                f"(target < 20) hit ratio {pages['hit_ratio']:.0%}"
+            )
+        if "read_api" in figures:
+            api = figures["read_api"]
+            parts.append(
+                f"read API {api['requests_per_s']}/s (target >= 200) p99 {api['p99_ms']} ms (target < 250) "
+                f"hit ratio {api['hit_ratio']:.0%}"
+            )
+        if "submit" in figures:
+            submit = figures["submit"]
+            kept = submit["accepted_per_s"] / alone * 100 if alone else 0
+            parts.append(
+                f"submissions {submit['accepted_per_s']}/s ({kept:.0f}% of alone, target >= 90%), "
+                f"failures {submit['failures']}"
+            )
+        print("; ".join(parts))
 
 
 if __name__ == "__main__":

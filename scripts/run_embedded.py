@@ -29,15 +29,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scripts import local_nginx
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 EMBEDDED_REDIS_PORT = 6390
 """TCP port of the embedded Redis, so that the worker processes can reach it."""
 
-PROCESSES = ["web", "viewer", "worker", "sweeper"]
+PROCESSES = ["web", "viewer", "worker", "sweeper", "readapi"]
 BASE_PORT = 5000
-PORT_OFFSETS = {"web": 0, "viewer": 100}
-"""Ports of the HTTP processes: web on the base port, the viewer 100 above (honcho's layout)."""
+PORT_OFFSETS = {"web": 0, "viewer": 100, "readapi": 200, "nginx": 80}
+"""Ports of the HTTP processes: web on the base port, the viewer 100 above (honcho's layout),
+the read API 200 above, and nginx in front of the three (when installed) 80 above."""
 
 START_RETRIES = 1000
 """supervisord gives a process that keeps dying at start-up this many tries (then FATAL)."""
@@ -166,10 +169,19 @@ def main(argv=None) -> int:
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run([python, "-m", "scripts.migrate"], cwd=ROOT, env=env, check=True)
     conf = var / "supervisord.conf"
-    conf.write_text(supervisord_config(var, args.port, redis_port))
+    config = supervisord_config(var, args.port, redis_port)
+    upstreams = {name: args.port + PORT_OFFSETS[name] for name in local_nginx.UPSTREAMS}
+    proxy, proxy_line = local_nginx.command_if_installed(
+        var / "nginx", args.port + PORT_OFFSETS["nginx"], upstreams, host=env["HOST"]
+    )
+    if proxy:
+        config += "\n" + _program("nginx", proxy)
+    conf.write_text(config)
     print(f"Database: {env['DATABASE_URL']}\nRedis:    {env['REDIS_URL']}")
     print(f"Submit reports to http://127.0.0.1:{args.port}/api/v1/ (the web process)")
     print(f"View them at http://127.0.0.1:{args.port + 100}/report/<guid> (the viewer process)")
+    print(f"Read API at http://127.0.0.1:{args.port + 200}/v3/ (the readapi process)")
+    print(proxy_line)
     print(dashboard_credentials(env, args.port))
     print(f"Processes: {python} -m supervisor.supervisorctl -c {conf} status", flush=True)
     try:

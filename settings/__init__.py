@@ -78,38 +78,26 @@ class Settings:
     )
     LOG_LEVEL: str = setting("INFO", "Python logging level of every process.")
     VIEWER_MAX_AGE: int = setting(
-        86400, "Seconds browsers and proxies may keep a report page (revalidated by its strong ETag)."
+        300,
+        "Seconds a browser may keep a found report page before revalidating it by its ETag (`max-age`).",
     )
-    VIEWER_NOT_FOUND_MAX_AGE: int = setting(
-        30, "Seconds a report-not-found answer may be cached (the report may arrive any moment)."
-    )
-    VIEWER_PAGE_CACHE: int = setting(
-        2048,
-        "Rendered report answers each viewer process keeps (LRU, ~25 KB each; see VIEWER_REVALIDATE_SECONDS); 0 disables.",
-    )
-    VIEWER_REVALIDATE_SECONDS: float = setting(
-        2.0,
-        "A cached report answer is served without a query for this long after its last check against the"
-        " database (rechecked in the background while in use), so a changed author or tester shows within it"
-        " (five times it while a background check is under way); 0 checks on every view.",
+    VIEWER_SHARED_MAX_AGE: int = setting(
+        60,
+        "Seconds the proxy cache serves a found report page before refreshing it in the background"
+        " (`s-maxage`): a changed tester name or a later author shows within it. Not-found is never cached.",
     )
     VIEWER_THREADS: int = setting(
-        8,
-        "Threads per viewer process for page renders and /openapi.json (fresh cached pages need none):"
-        " the requests that may wait for the database.",
-    )
-    VIEWER_API_PROCESSES: int = setting(
-        1,
-        "Child processes per viewer process that answer the read API (/v3/...), one request at a time"
-        " each, so that its CPU work does not hold the GIL that cached page views need;"
-        " 0 answers it in one thread of the viewer process itself.",
-    )
-    VIEWER_API_NICE: int = setting(
-        10,
-        "Niceness the read-API child processes add to the viewer's own: on a busy machine the read API"
-        " yields the CPU to page views and submissions (slower lists, never refused); 0 shares it evenly.",
+        8, "Threads per viewer process (gunicorn gthread), each with a pooled database connection."
     )
     READ_API_MAX_AGE: int = setting(5, "Seconds a /v3/summary, /v3/release or /v3/upload answer may be cached.")
+    READ_API_THREADS: int = setting(
+        4, "Threads per read-API process (gunicorn gthread), each with a pooled database connection."
+    )
+    PROXY_HOPS: int = setting(
+        1,
+        "Reverse proxies (nginx) in front of the apps whose X-Forwarded-For/-Proto/-Host/-Port they trust"
+        " (werkzeug ProxyFix); 0 when clients reach gunicorn directly.",
+    )
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")
     ADMIN_PASSWORD_HASH: str = setting(
         "",

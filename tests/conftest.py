@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import settings
-from app import create_app, create_viewer_app
+from app import create_app, create_read_api_app, create_viewer_app
 from tests import backends
 
 BACKENDS = ["embedded", "mariadb"]
@@ -93,3 +93,16 @@ def viewer_app(config, writer):
 @pytest.fixture
 def viewer(viewer_app):
     return viewer_app.test_client()
+
+
+@pytest.fixture
+def api_app(config):
+    """The v3 read-API app (the Procfile's ``readapi``)."""
+    application = create_read_api_app(config)
+    yield application
+    application.extensions["cpantesters_viewer"].engine.dispose()
+
+
+@pytest.fixture
+def api(api_app):
+    return api_app.test_client()

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "deploy" / "systemd"
 INSTALL_DIR = "/srv/cpantesters"
 ENV_FILE = "/etc/cpantesters/cpantesters.env"
-NAMES = ["cpantesters-web.service", "cpantesters-viewer.service", "cpantesters-sweeper.service",
-         "cpantesters-worker@.service"]  # fmt: skip
+NAMES = ["cpantesters-web.service", "cpantesters-viewer.service", "cpantesters-readapi.service",
+         "cpantesters-sweeper.service", "cpantesters-worker@.service"]  # fmt: skip
 
 
 def unit(name: str) -> configparser.ConfigParser:

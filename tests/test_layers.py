@@ -36,6 +36,7 @@ def test_the_import_contracts_hold():
         ("storage/reports.py", "from intake import pipeline", "storage.reports -> intake.pipeline"),
         ("schemas/translate.py", "from storage import tables", "schemas.translate -> storage.tables"),
         ("queueing/contract.py", "from workers import jobs", "queueing.contract -> workers.jobs"),
+        ("app/viewer.py", "from intake import pipeline", "app.viewer -> intake.pipeline"),
     ],
 )
 def test_an_import_against_the_layers_fails_the_check(tmp_path, module, planted, reported):

@@ -1,4 +1,4 @@
-"""The v3 read API (/v3/summary, /v3/release, /v3/upload) of the viewer app, on both backends."""
+"""The v3 read API (/v3/summary, /v3/release, /v3/upload) of the read-API app, on both backends."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from app.read_api_queries import release_query, summary_query, upload_query
+from storage.read_queries import release_query, summary_query, upload_query
 from storage.tables import uploads
 from tests.viewer_helpers import add_cpanstats, add_perl, add_summary, add_upload
 
@@ -84,14 +84,14 @@ def errors_of(response) -> list:
 # --- /v3/summary ---------------------------------------------------------------------
 
 
-def test_summary_without_dist_perl_or_osname_is_a_400(viewer):
-    response = viewer.get("/v3/summary?grade=pass")
+def test_summary_without_dist_perl_or_osname_is_a_400(api):
+    response = api.get("/v3/summary?grade=pass")
     assert response.status_code == 400
     assert errors_of(response) == [{"message": "You must provide one of 'perl' or 'osname'", "path": "/"}]
 
 
-def test_summary_of_a_dist_has_upstreams_shape(viewer, yancy):
-    response = viewer.get("/v3/summary/Yancy/1.004")
+def test_summary_of_a_dist_has_upstreams_shape(api, yancy):
+    response = api.get("/v3/summary/Yancy/1.004")
     assert response.status_code == 200 and response.is_streamed
     rows = sorted(json.loads(response.data), key=lambda r: r["date"])
     assert len(rows) == 3
@@ -110,12 +110,12 @@ def test_summary_of_a_dist_has_upstreams_shape(viewer, yancy):
     }
     assert first["grade"] == "pass" and first["date"] == "2018-04-17T04:10:00Z"
     assert first["reporter"] == '"Doug Bell" <doug@example.com>'
-    assert len(json.loads(viewer.get("/v3/summary/Yancy").data)) == 4
+    assert len(json.loads(api.get("/v3/summary/Yancy").data)) == 4
 
 
-def test_summary_filters_grade_perl_osname_since_and_perl_maturity(viewer, yancy):
+def test_summary_filters_grade_perl_osname_since_and_perl_maturity(api, yancy):
     def grades(query):
-        return sorted(r["grade"] for r in json.loads(viewer.get(f"/v3/summary/Yancy/1.004?{query}").data))
+        return sorted(r["grade"] for r in json.loads(api.get(f"/v3/summary/Yancy/1.004?{query}").data))
 
     assert grades("grade=fail") == ["fail"]
     assert grades("perl=5.24.3&perl=5.27.1") == ["fail", "pass"]
@@ -123,28 +123,28 @@ def test_summary_filters_grade_perl_osname_since_and_perl_maturity(viewer, yancy
     assert grades("since=2018-04-18T00:00:00Z") == ["fail", "na"]
     assert grades("perl_maturity=stable") == ["pass"]
     assert grades("perl_maturity=dev") == ["fail", "na"]
-    by_perl = json.loads(viewer.get("/v3/summary?perl=5.24.3").data)
+    by_perl = json.loads(api.get("/v3/summary?perl=5.24.3").data)
     assert sorted(r["version"] for r in by_perl) == ["1.004", "1.005"]
 
 
-def test_summary_with_no_rows_is_a_404_no_results_found(viewer, yancy):
-    response = viewer.get("/v3/summary/No-Such-Dist")
+def test_summary_with_no_rows_is_a_404_no_results_found(api, yancy):
+    response = api.get("/v3/summary/No-Such-Dist")
     assert response.status_code == 404
     assert errors_of(response) == [{"message": "No results found", "path": "/"}]
 
 
-def test_summary_rejects_a_bad_grade_with_the_parameter_path(viewer):
-    response = viewer.get("/v3/summary/Yancy?grade=excellent")
+def test_summary_rejects_a_bad_grade_with_the_parameter_path(api):
+    response = api.get("/v3/summary/Yancy?grade=excellent")
     assert response.status_code == 400
     assert errors_of(response)[0]["path"] == "/grade"
-    assert viewer.get("/v3/summary/Yancy?since=yesterday").status_code == 400
+    assert api.get("/v3/summary/Yancy?since=yesterday").status_code == 400
 
 
 # --- /v3/release ---------------------------------------------------------------------
 
 
-def test_release_counts_are_summed_over_every_perl(viewer, yancy):
-    response = viewer.get("/v3/release/dist/Yancy")
+def test_release_counts_are_summed_over_every_perl(api, yancy):
+    response = api.get("/v3/release/dist/Yancy")
     assert response.status_code == 200
     rows = sorted(json.loads(response.data), key=lambda r: r["version"])
     assert rows == [
@@ -169,12 +169,12 @@ def test_release_counts_are_summed_over_every_perl(viewer, yancy):
             "total": 7,
         },
     ]
-    assert json.loads(viewer.get("/v3/release").data) == json.loads(response.data)
-    assert json.loads(viewer.get("/v3/release/author/PREACTION").data) == json.loads(response.data)
+    assert json.loads(api.get("/v3/release").data) == json.loads(response.data)
+    assert json.loads(api.get("/v3/release/author/PREACTION").data) == json.loads(response.data)
 
 
-def test_release_of_one_version_is_a_single_summed_object(viewer, yancy):
-    response = viewer.get("/v3/release/dist/Yancy/1.004")
+def test_release_of_one_version_is_a_single_summed_object(api, yancy):
+    response = api.get("/v3/release/dist/Yancy/1.004")
     assert response.status_code == 200
     assert response.get_json() == {
         "dist": "Yancy",
@@ -186,37 +186,37 @@ def test_release_of_one_version_is_a_single_summed_object(viewer, yancy):
         "unknown": 1,
         "total": 7,
     }
-    missing = viewer.get("/v3/release/dist/Yancy/9.9")
+    missing = api.get("/v3/release/dist/Yancy/9.9")
     assert missing.status_code == 404
     assert errors_of(missing) == [{"message": "Not found", "path": "/"}]
 
 
-def test_release_filters_maturity_limit_and_since(viewer, yancy):
-    assert [r["version"] for r in json.loads(viewer.get("/v3/release/dist/Yancy?maturity=dev").data)] == ["1.005"]
-    assert [r["version"] for r in json.loads(viewer.get("/v3/release/dist/Yancy?maturity=stable").data)] == ["1.004"]
-    assert len(json.loads(viewer.get("/v3/release?limit=1").data)) == 1
+def test_release_filters_maturity_limit_and_since(api, yancy):
+    assert [r["version"] for r in json.loads(api.get("/v3/release/dist/Yancy?maturity=dev").data)] == ["1.005"]
+    assert [r["version"] for r in json.loads(api.get("/v3/release/dist/Yancy?maturity=stable").data)] == ["1.004"]
+    assert len(json.loads(api.get("/v3/release?limit=1").data)) == 1
     # since filters on the latest report of each summary row
-    late = json.loads(viewer.get("/v3/release/dist/Yancy?since=2018-04-18T00:00:00Z").data)
+    late = json.loads(api.get("/v3/release/dist/Yancy?since=2018-04-18T00:00:00Z").data)
     assert [(r["version"], r["fail"]) for r in late] == [("1.004", 2)]
 
 
-def test_release_errors_are_upstreams(viewer, yancy):
-    since = viewer.get("/v3/release?since=2018-01-01T00:00:00Z")
+def test_release_errors_are_upstreams(api, yancy):
+    since = api.get("/v3/release?since=2018-01-01T00:00:00Z")
     assert since.status_code == 400
     assert errors_of(since) == [{"message": '"since" parameter not allowed', "path": "/"}]
-    zero = viewer.get("/v3/release/dist/Yancy?limit=0")
+    zero = api.get("/v3/release/dist/Yancy?limit=0")
     assert zero.status_code == 400
     assert errors_of(zero) == [{"message": 'The value for "limit" must be a positive integer', "path": "/"}]
-    assert errors_of(viewer.get("/v3/release?limit=abc"))[0]["path"] == "/limit"
-    assert viewer.get("/v3/release/author/NOBODY").status_code == 404
+    assert errors_of(api.get("/v3/release?limit=abc"))[0]["path"] == "/limit"
+    assert api.get("/v3/release/author/NOBODY").status_code == 404
 
 
 # --- /v3/upload ----------------------------------------------------------------------
 
 
-def test_upload_answers_like_upstream_on_its_fixture(viewer, engine):
+def test_upload_answers_like_upstream_on_its_fixture(api, engine):
     load_upstream_uploads(engine)
-    rows = json.loads(viewer.get("/v3/upload/dist/Acme-Buffy").data)
+    rows = json.loads(api.get("/v3/upload/dist/Acme-Buffy").data)
     assert rows == [
         {"dist": "Acme-Buffy", "version": "1.1", "author": "LBROCARD", "filename": "Acme-Buffy-1.1.tar.gz", "released": "2001-05-22T16:15:03Z"},
         {"dist": "Acme-Buffy", "version": "1.2", "author": "LBROCARD", "filename": "Acme-Buffy-1.2.tar.gz", "released": "2001-08-12T11:53:14Z"},
@@ -224,48 +224,66 @@ def test_upload_answers_like_upstream_on_its_fixture(viewer, engine):
         {"dist": "Acme-Buffy", "version": "1.4", "author": "LBROCARD", "filename": "Acme-Buffy-1.4.tar.gz", "released": "2006-09-08T16:31:25Z"},
         {"dist": "Acme-Buffy", "version": "1.5", "author": "LBROCARD", "filename": "Acme-Buffy-1.5.tar.gz", "released": "2007-04-28T14:03:54Z"},
     ]  # fmt: skip
-    by_author = json.loads(viewer.get("/v3/upload/author/SAPER").data)
+    by_author = json.loads(api.get("/v3/upload/author/SAPER").data)
     assert len(by_author) == 7 and {r["author"] for r in by_author} == {"SAPER"}
-    everything = json.loads(viewer.get("/v3/upload").data)
+    everything = json.loads(api.get("/v3/upload").data)
     assert len(everything) == 60
     assert [r["released"] for r in everything] == sorted(r["released"] for r in everything)
-    recent = json.loads(viewer.get("/v3/upload/dist/Acme-Buffy?since=2006-01-01T00:00:00Z").data)
+    recent = json.loads(api.get("/v3/upload/dist/Acme-Buffy?since=2006-01-01T00:00:00Z").data)
     assert [r["version"] for r in recent] == ["1.4", "1.5"]
 
 
-def test_upload_not_found_messages_name_the_dist_or_author(viewer, engine):
+def test_upload_not_found_messages_name_the_dist_or_author(api, engine):
     load_upstream_uploads(engine)
-    dist = viewer.get("/v3/upload/dist/No-Such")
+    dist = api.get("/v3/upload/dist/No-Such")
     assert dist.status_code == 404
     assert errors_of(dist) == [{"message": 'Distribution "No-Such" not found', "path": "/"}]
-    assert errors_of(viewer.get("/v3/upload/author/NOBODY")) == [{"message": 'Author "NOBODY" not found', "path": "/"}]
+    assert errors_of(api.get("/v3/upload/author/NOBODY")) == [{"message": 'Author "NOBODY" not found', "path": "/"}]
 
 
 # --- HTTP ----------------------------------------------------------------------------
 
 
-def test_every_answer_has_permissive_cors_and_a_cache_lifetime(viewer, yancy):
-    for path in ("/v3/release", "/v3/summary", "/v3/upload/dist/Nope", "/v3/release/dist/Yancy/1.004"):
-        response = viewer.get(path)
+def test_every_answer_has_permissive_cors_and_a_short_cache_lifetime(api, yancy):
+    for path in ("/v3/release", "/v3/summary/Yancy", "/v3/upload/dist/Nope", "/v3/release/dist/Yancy/1.004"):
+        response = api.get(path, headers={"Origin": "https://metacpan.org"})
         assert response.headers["Access-Control-Allow-Origin"] == "*", path
-        assert response.headers["Access-Control-Max-Age"] == "3600"
-    assert viewer.get("/v3/release").headers["Cache-Control"] == "public, max-age=5"
-    preflight = viewer.options("/v3/release")
+        assert response.headers["Cache-Control"] == "public, max-age=5, stale-while-revalidate=5, stale-if-error=86400"
+    preflight = api.options(
+        "/v3/release", headers={"Origin": "https://metacpan.org", "Access-Control-Request-Method": "GET"}
+    )
     assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Max-Age"] == "3600"
+    assert "POST" not in preflight.headers["Access-Control-Allow-Methods"]
     assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+    assert api.post("/v3/release").status_code == 405
 
 
-def test_streamed_lists_are_gzipped_for_clients_that_accept_it(viewer, yancy):
-    plain = viewer.get("/v3/summary/Yancy")
-    zipped = viewer.get("/v3/summary/Yancy", headers={"Accept-Encoding": "gzip"})
+def test_one_release_has_an_etag_and_answers_304(api, yancy):
+    first = api.get("/v3/release/dist/Yancy/1.004")
+    again = api.get("/v3/release/dist/Yancy/1.004", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+
+def test_a_bad_query_is_not_kept_by_caches(api):
+    assert "Cache-Control" not in api.get("/v3/summary?grade=pass").headers
+
+
+def test_streamed_lists_are_gzipped_for_clients_that_accept_it(api, yancy):
+    plain = api.get("/v3/summary/Yancy")
+    zipped = api.get("/v3/summary/Yancy", headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(zipped.data)) == json.loads(plain.data)
 
 
-def test_read_api_is_documented_in_openapi_json_of_both_apps(viewer, config):
+def test_read_api_is_documented_in_openapi_json_of_every_app(api, viewer, config):
     intake = create_app(config)
     try:
-        for document in (viewer.get("/openapi.json").get_json(), intake.test_client().get("/openapi.json").get_json()):
+        for document in (
+            api.get("/openapi.json").get_json(),
+            viewer.get("/openapi.json").get_json(),
+            intake.test_client().get("/openapi.json").get_json(),
+        ):
             for path in (
                 "/v3/summary/{dist}/{version}",
                 "/v3/release/dist/{dist}",
@@ -353,7 +371,7 @@ def test_every_read_api_query_is_served_by_an_index_on_mariadb(backend, engine):
 # --- end to end ----------------------------------------------------------------------
 
 
-def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client, viewer, backend, monkeypatch):
+def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client, viewer, api, backend, monkeypatch):
     from tests import captures
     from tests.helpers import register_profile, replay
     from tests.processing_helpers import run_jobs
@@ -368,9 +386,9 @@ def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client,
 
     dist_version = doc["metadata"]["core"]["resource"].rsplit("/", 1)[1].removesuffix(".tar.gz")
     dist, version = dist_version.rsplit("-", 1)
-    [row] = json.loads(viewer.get(f"/v3/summary/{dist}/{version}").data)
+    [row] = json.loads(api.get(f"/v3/summary/{dist}/{version}").data)
     assert row["guid"] == guid and row["grade"] == fact["grade"] and row["perl"] == fact["perl_version"]
-    counts = viewer.get(f"/v3/release/dist/{dist}/{version}").get_json()
+    counts = api.get(f"/v3/release/dist/{dist}/{version}").get_json()
     assert counts["total"] == 1 and counts[fact["grade"]] == 1
     from storage.tables import cpanstats
 
@@ -379,15 +397,15 @@ def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client,
     assert viewer.get(f"/report/{numeric}?json=1").get_json()["result"]["metadata"]["core"]["guid"] == guid
 
 
-def test_read_api_connections_go_back_to_the_pool_without_a_rollback(viewer_app, viewer, yancy):
-    """The viewer only reads, so on MariaDB its connections run in autocommit and none
+def test_read_api_connections_go_back_to_the_pool_without_a_rollback(api_app, api, yancy):
+    """The read side only reads, so on MariaDB its connections run in autocommit and none
     sends a ``ROLLBACK`` when it goes back to the pool: that round trip was ~5 % of a
     viewer process's time under load (bench/RESULTS.md)."""
-    engine = viewer_app.extensions["cpantesters_viewer"].engine
+    engine = api_app.extensions["cpantesters_viewer"].engine
     if engine.dialect.name != "mysql":
         pytest.skip("SQLite's rollback is a local call, not a round trip")
     for path in ("/v3/release/dist/Yancy", "/v3/summary/Yancy/1.004", "/v3/release/dist/Yancy/1.004"):
-        assert viewer.get(path).status_code == 200
+        assert api.get(path).status_code == 200
     with engine.connect() as conn:  # the pool hands back the connection those answers used
         rollbacks = conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'").one()[1]
     assert int(rollbacks) == 0

@@ -14,6 +14,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from scripts import local_nginx, run_embedded
 from storage.engine import create_engine
 from storage.tables import test_report
 from tests import captures
@@ -151,13 +152,30 @@ def test_make_run_recovers_from_the_embedded_redis_being_killed(embedded_run):
     assert run.running("worker") == worker  # the worker rode through; nobody had to restart it
 
 
+@pytest.mark.skipif(local_nginx.nginx_binary() is None, reason="nginx is not installed")
+def test_make_run_puts_nginx_in_front_of_web_viewer_and_read_api_when_it_is_installed(embedded_run):
+    proxy = f"http://127.0.0.1:{embedded_run.port + run_embedded.PORT_OFFSETS['nginx']}"
+    wait_for(lambda: embedded_run.running("nginx"), 30, "nginx")
+    guid = embedded_run.submit()
+
+    def through_nginx(path: str, status: int) -> list:
+        response = requests.get(proxy + path, timeout=30)  # nginx answers 502 until the app is up
+        return [response] if response.status_code == status else []  # (a 404 Response is false)
+
+    [page] = wait_for(lambda: through_nginx(f"/report/{guid}", 200), DEADLINE, "the viewer through nginx")
+    assert page.headers["X-Cache-Status"] == "MISS" and "Subject: " in page.text
+    [api] = wait_for(lambda: through_nginx("/v3/upload/dist/Nope", 404), DEADLINE, "the read API through nginx")
+    assert api.json()["errors"][0]["message"] == 'Distribution "Nope" not found'
+
+
 def test_stopping_make_run_leaves_no_process_behind(tmp_path):
     run = EmbeddedRun(tmp_path)
     try:
         wait_for_port(run.port, timeout=DEADLINE)
         worker = wait_for(lambda: run.running("worker"), 30, "the worker")
         scheduler = wait_for(lambda: children(worker), 30, "the worker's scheduler child")[0]
-        pids = [run.pid(name) for name in ("redis", "web", "viewer", "worker", "sweeper")] + [scheduler]
+        wait_for(lambda: run.running("readapi"), 30, "the read API")
+        pids = [run.pid(name) for name in ("redis", "web", "viewer", "readapi", "worker", "sweeper")] + [scheduler]
     finally:
         run.close()
     wait_for(lambda: not any(alive(p) for p in pids), 30, "every process to end")

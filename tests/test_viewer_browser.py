@@ -32,7 +32,10 @@ CHROMIUM_FLAGS = [
     "--virtual-time-budget=2000",
 ]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
+]
 
 
 @pytest.fixture

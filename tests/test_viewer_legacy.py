@@ -94,7 +94,7 @@ def test_a_guid_in_neither_database_is_not_found_as_before(make_viewer, legacy_u
     for path in (f"/cpan/report/{UNKNOWN_GUID}", "/report/4000000000", "/report/123456", "/report/nonsense"):
         page = viewer.get(path)
         assert page.status_code == 404
-        assert page.headers["Cache-Control"] == "public, max-age=30"
+        assert page.headers["Cache-Control"] == "no-store"
         assert viewer.get(path + "?raw=1").status_code == 404
         answer = viewer.get(path + "?json=1")
         assert answer.status_code == 200

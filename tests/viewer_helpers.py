@@ -151,17 +151,3 @@ def add_summary(engine, uploadid: int, dist: str, version: str, guid: str, **val
 def count(engine, table) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
-
-
-def add_bulk_uploads(engine, author: str, count: int) -> None:
-    """``count`` uploads by ``author`` with long dist names: a /v3/upload list of well
-    over the viewer front's STREAM_AFTER_BYTES for 3,000."""
-    with engine.begin() as conn:
-        conn.execute(
-            uploads.insert(),
-            [
-                {"type": "cpan", "author": author, "dist": f"Bulk-Dist-{n:05d}-{'x' * 60}", "version": "1.0",
-                 "filename": f"Bulk-Dist-{n:05d}.tar.gz", "released": 1_700_000_000 + n}
-                for n in range(count)
-            ],
-        )  # fmt: skip

@@ -1,0 +1,388 @@
+"""System test: the shipped nginx site (``deploy/nginx/cpantesters.conf``, loaded as it is,
+with generated addresses only) in front of the real gunicorn groups of the Procfile (web,
+viewer, readapi) on the embedded backend.
+
+What the proxy must do: answer repeated views from its cache, never keep a not-found,
+answer ``304``, serve stale pages when the viewer is slow or down, pass submissions
+through untouched, refuse oversized bodies and floods from one address with JSON errors,
+and show a changed tester name or a later author within ``VIEWER_SHARED_MAX_AGE``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import settings
+from scripts import local_nginx
+from storage.tables import metabase_user
+from tests import captures, processes
+from tests.backends import free_port
+from tests.helpers import auth_header, register_profile, with_new_guid
+from tests.viewer_helpers import add_upload, add_user, make_document, store_document
+
+ROOT = Path(__file__).resolve().parent.parent
+FROM_CACHE = ("HIT", "STALE", "UPDATING")
+SHARED_MAX_AGE = 2
+"""The viewer's VIEWER_SHARED_MAX_AGE here: short, so that expiry is seen within the test."""
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(local_nginx.nginx_binary() is None, reason="nginx is not installed"),
+]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict
+    body: bytes
+
+    @property
+    def cache(self) -> str | None:
+        return self.headers.get("x-cache-status")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Stack:
+    """nginx on ``port`` in front of the three gunicorn groups (``ports``)."""
+
+    port: int
+    ports: dict
+    groups: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    tmp: Path | None = None
+
+    def request(self, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None,
+                port: int | None = None, source: str | None = None) -> Answer:  # fmt: skip
+        """One request to nginx (or ``port``), from the loopback address ``source`` if given."""
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port or self.port, timeout=30, source_address=(source, 0) if source else None
+        )
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        finally:
+            conn.close()
+
+    def start_group(self, name: str) -> None:
+        conf, app = {
+            "web": ("gunicorn.conf.py", "wsgi:app"),
+            "viewer": ("gunicorn_viewer.conf.py", "wsgi_viewer:viewer"),
+            "readapi": ("gunicorn_readapi.conf.py", "wsgi_readapi:read_api"),
+        }[name]
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the group
+        self.groups[name] = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", conf, app],
+            cwd=ROOT,
+            env=processes.environment(PORT=self.ports[name], **self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: signalled as a whole
+        )
+        processes.wait_for_port(self.ports[name])
+
+    def signal_group(self, name: str, sig: int) -> None:
+        os.killpg(self.groups[name].pid, sig)
+
+    def stop_group(self, name: str) -> None:
+        process = self.groups.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(embedded, tmp_path_factory):
+    embedded.reset()
+    tmp = tmp_path_factory.mktemp("nginx-stack")
+    stack = Stack(port=free_port(), ports={name: free_port() for name in local_nginx.UPSTREAMS}, tmp=tmp)
+    stack.env = {
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": embedded.database_url,
+        "REDIS_URL": embedded.redis_url,
+        "SPOOL_DIR": str(tmp / "spool"),
+        "WEB_CONCURRENCY": "2",
+        "VIEWER_WORKERS": "1",
+        "READ_API_WORKERS": "1",
+        "VIEWER_SHARED_MAX_AGE": str(SHARED_MAX_AGE),
+        "READ_API_MAX_AGE": "2",
+        "AUTH_FAILURE_LIMIT": "3",
+        "LOG_LEVEL": "WARNING",
+    }
+    with ExitStack() as cleanup:
+        for name in local_nginx.UPSTREAMS:
+            stack.start_group(name)
+        cleanup.callback(lambda: [stack.stop_group(name) for name in list(stack.groups)])
+        nginx = local_nginx.start(tmp / "nginx", stack.port, stack.ports)
+        cleanup.callback(local_nginx.stop, nginx)
+        yield stack
+
+
+@pytest.fixture
+def writer(embedded):
+    engine = embedded.engine()
+    yield engine
+    engine.dispose()
+
+
+def test_a_second_view_is_a_cache_hit_in_every_form(stack, writer):
+    guid = store_document(writer, make_document(), creator=None)
+    for form in ("", "?raw=1", "?json=1"):
+        first = stack.request(f"/cpan/report/{guid}{form}", headers={"Accept-Encoding": "gzip"})
+        second = stack.request(f"/cpan/report/{guid}{form}", headers={"Accept-Encoding": "gzip"})
+        assert (first.status, first.cache) == (200, "MISS"), form
+        assert (second.status, second.cache) == (200, "HIT"), form
+        assert second.body == first.body and second.headers["etag"] == first.headers["etag"]
+        assert second.headers["content-encoding"] == "gzip"
+    page = gzip.decompress(stack.request(f"/report/{guid}", headers={"Accept-Encoding": "gzip"}).body).decode()
+    assert "Subject: PASS Yancy-1.004 5.24.3 OpenBSD" in page
+
+
+def test_a_client_without_gzip_gets_the_cached_page_unzipped(stack, writer):
+    guid = store_document(writer, make_document(), creator=None)
+    zipped = stack.request(f"/cpan/report/{guid}", headers={"Accept-Encoding": "gzip"})
+    plain = stack.request(f"/cpan/report/{guid}")
+    assert plain.cache == "HIT" and "content-encoding" not in plain.headers
+    assert plain.body == gzip.decompress(zipped.body)
+    assert plain.headers["content-type"] == "text/html; charset=utf-8"
+    assert plain.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_report_not_found_is_never_cached_so_it_shows_the_moment_it_is_stored(stack, writer):
+    doc = make_document()
+    guid = doc["id"]
+    missing_page = stack.request(f"/cpan/report/{guid}")
+    missing_json = stack.request(f"/cpan/report/{guid}?json=1")
+    assert missing_page.status == 404 and missing_page.headers["cache-control"] == "no-store"
+    assert missing_json.status == 200 and missing_json.json() == {"success": 0}
+    store_document(writer, doc, creator=None)
+    page, as_json = stack.request(f"/cpan/report/{guid}"), stack.request(f"/cpan/report/{guid}?json=1")
+    assert page.status == 200 and page.cache == "MISS"
+    assert as_json.json()["success"] == "1" and as_json.cache == "MISS"
+
+
+def test_304_through_the_proxy_for_both_encodings(stack, writer):
+    guid = store_document(writer, make_document(), creator=None)
+    for accept in ({"Accept-Encoding": "gzip"}, {}):
+        etag = stack.request(f"/report/{guid}", headers=accept).headers["etag"]
+        again = stack.request(f"/report/{guid}", headers={**accept, "If-None-Match": etag})
+        assert again.status == 304 and again.body == b"", accept
+        assert stack.request(f"/report/{guid}", headers={**accept, "If-None-Match": '"other"'}).status == 200
+
+
+def wait_until(predicate, timeout: float, step: float = 0.1):
+    """Poll ``predicate`` (a real process changes state) until it returns a true value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_a_changed_tester_name_and_a_later_author_show_within_the_shared_max_age(stack, writer):
+    """The stated bound: the proxy refreshes a page VIEWER_SHARED_MAX_AGE after it fetched
+    it (in the background, on the next view), so such a change shows within that."""
+    creator = "metabase:user:00000000-0000-0000-0000-0000000000aa"
+    add_user(writer, creator, "Doug Bell", "doug@example.com")
+    doc = make_document(**{"distribution.name": "Later-Author", "distribution.path": None})
+    guid = store_document(writer, doc, creator=creator)
+    path = f"/cpan/report/{guid}"
+    first = stack.request(path)
+    assert "From: Doug Bell" in first.body.decode() and "metacpan.org/release/Later-Author" in first.body.decode()
+    with writer.begin() as conn:
+        conn.execute(metabase_user.update().where(metabase_user.c.resource == creator).values(fullname="Douglas"))
+    add_upload(writer, "Later-Author", "1.004", "NEWAUTHOR")
+    changed = time.monotonic()
+    cached = stack.request(path)
+    assert cached.cache in FROM_CACHE and cached.body == first.body  # the proxy's copy
+    fresh = wait_until(lambda: "From: Douglas" in (page := stack.request(path).body.decode()) and page, 15)
+    assert fresh, "the changed name never showed"
+    # the bound: the page's lifetime, then one view to start the refresh and its render
+    assert time.monotonic() - changed < SHARED_MAX_AGE + 5
+    assert "metacpan.org/release/NEWAUTHOR/Later-Author-1.004" in fresh
+
+
+def test_a_slow_viewer_gets_its_pages_served_stale_at_once(stack, writer):
+    guid = store_document(writer, make_document(), creator=None)
+    path = f"/report/{guid}"
+    cached = stack.request(path)
+    stack.signal_group("viewer", signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        started = time.monotonic()
+        stale = wait_until(lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10)
+        assert stale and stale.status == 200 and stale.body == cached.body
+        again_started = time.monotonic()
+        again = stack.request(path)
+        assert again.body == cached.body and again.cache in ("STALE", "UPDATING")
+        assert time.monotonic() - again_started < 1.0  # not held up by the viewer
+        assert time.monotonic() - started < SHARED_MAX_AGE + 10
+    finally:
+        stack.signal_group("viewer", signal.SIGCONT)
+
+
+def test_a_dead_viewer_gets_its_pages_served_stale(stack, writer):
+    guid = store_document(writer, make_document(), creator=None)
+    path = f"/report/{guid}?json=1"
+    cached = stack.request(path)
+    stack.stop_group("viewer")
+    try:
+        stale = wait_until(lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10)
+        assert stale and stale.status == 200 and stale.body == cached.body
+        never_seen = stack.request("/report/00000000-0000-0000-0000-000000000abc")
+        assert never_seen.status == 502  # nothing to serve stale
+    finally:
+        stack.start_group("viewer")
+    assert stack.request(f"/report/{guid}").status == 200
+
+
+def test_the_read_api_is_cached_briefly_with_json_errors(stack, writer):
+    add_upload(writer, "Cached-Dist", "1.0", "SOMEONE")
+    first, second = stack.request("/v3/upload/dist/Cached-Dist"), stack.request("/v3/upload/dist/Cached-Dist")
+    assert (first.cache, second.cache) == ("MISS", "HIT")
+    assert [row["author"] for row in second.json()] == ["SOMEONE"]
+    missing = stack.request("/v3/upload/dist/No-Such-Dist")
+    assert missing.status == 404 and missing.headers["content-type"] == "application/json"
+    assert missing.json() == {"errors": [{"message": 'Distribution "No-Such-Dist" not found', "path": "/"}]}
+
+
+def raw_answer(port: int, raw: bytes) -> tuple[int, str | None, bytes, str | None]:
+    """Status, Content-Type, body and X-Cache-Status of a raw request's answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        response = b""
+        while b"\r\n\r\n" not in response or not raw.startswith(b"HEAD") and not _whole(response):
+            data = sock.recv(65536)
+            if not data:
+                break
+            response += data
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        pytest.fail("a submission answer came chunked")
+    return int(lines[0].split()[1]), headers.get("content-type"), body, headers.get("x-cache-status")
+
+
+def _whole(response: bytes) -> bool:
+    head, _, body = response.partition(b"\r\n\r\n")
+    length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+    return length is not None and len(body) >= int(length.group(1))
+
+
+def test_the_real_clients_requests_pass_uncached_with_their_exact_status_and_json_body(stack, embedded):
+    """The captured register flow through the proxy, then every captured submission through
+    the proxy and straight to gunicorn: the same status, Content-Type and body."""
+    embedded.reset()
+    flow = [raw_answer(stack.port, r.raw) for r in captures.load("04-register-flow")]
+    assert [status for status, *_ in flow] == [401, 404, 200, 201]
+    assert all(cache is None for *_, cache in flow)
+    assert all(content_type == "application/json" for _, content_type, *_ in flow[:1] + flow[2:])
+    assert "error" in json.loads(flow[0][2])
+    for recorded in captures.submissions():
+        proxied = raw_answer(stack.port, recorded.raw)
+        direct = raw_answer(stack.ports["web"], recorded.raw)
+        assert proxied[:3] == direct[:3], recorded.scenario
+        assert proxied[1] == "application/json" and proxied[3] is None
+        json.loads(proxied[2])
+
+
+def test_a_relay_sending_many_reports_at_once_from_one_address_is_not_limited(stack, embedded, writer):
+    register_profile(writer)
+    recorded = captures.load("01-ok")[0]
+    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length")}
+
+    def submit(_):
+        body, _guid = with_new_guid(recorded.body)
+        return stack.request(recorded.path, "POST", headers, body).status
+
+    with ThreadPoolExecutor(24) as pool:
+        statuses = list(pool.map(submit, range(48)))
+    assert statuses == [201] * 48
+
+
+def submission_head(length: int, path: str = "/api/v1/submit/CPAN-Testers-Report") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_a_body_over_the_limit_gets_a_json_413_in_the_shape_of_its_api(stack):
+    limit = settings.Settings().MAX_SUBMISSION_BYTES
+    legacy = raw_answer(stack.port, submission_head(limit + 1) + b"{}")
+    assert legacy[:2] == (413, "application/json")
+    assert "too large" in json.loads(legacy[2])["error"]
+    v3 = raw_answer(stack.port, submission_head(limit + 1, "/v3/report") + b"{}")
+    assert v3[:2] == (413, "application/json")
+    assert "too large" in json.loads(v3[2])["errors"][0]["message"]
+
+
+def test_the_shipped_body_limit_is_the_apps_default_limit():
+    text = local_nginx.SITE.read_text()
+    size = re.search(r"^\s*client_max_body_size (\d+)m;", text, re.M)
+    assert size and int(size.group(1)) * 1024 * 1024 == settings.Settings().MAX_SUBMISSION_BYTES
+
+
+def test_more_requests_at_once_from_one_address_than_the_limit_get_a_json_503(stack):
+    limit = int(re.search(r"limit_conn cpantesters_per_address (\d+);", local_nginx.SITE.read_text()).group(1))
+    held = []
+    try:
+        for _ in range(limit):  # submissions whose bodies never come: each holds its slot
+            sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
+            sock.sendall(submission_head(100))
+            held.append(sock)
+
+        def one_more():
+            answer = raw_answer(stack.port, submission_head(2) + b"{}")
+            return answer if answer[0] == 503 else None
+
+        refused = wait_until(one_more, 10)
+        assert refused, "the request over the limit was let through"
+        assert refused[1] == "application/json" and "too many requests" in json.loads(refused[2])["error"]
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_until(lambda: raw_answer(stack.port, submission_head(2) + b"{}")[0] != 503, 10)
+
+
+def test_status_and_dashboard_are_never_cached(stack):
+    for path in ("/status?format=json", "/dashboard/"):
+        answer = stack.request(path)
+        assert "x-cache-status" not in answer.headers, path
+
+
+def test_the_apps_see_the_address_nginx_gives_so_a_client_cannot_claim_another(stack, writer):
+    """X-Forwarded-For through nginx and ProxyFix: the auth-failure throttle counts each
+    client's own address (not nginx's for all), whatever X-Forwarded-For it sends itself."""
+    guid = "0e0e0e0e-0000-4000-8000-00000000f00d"
+    register_profile(writer, guid=guid)
+    recorded = captures.load("01-ok")[0]
+    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length", "authorization")}
+    headers.update(auth_header(guid, "a wrong secret"))
+
+    def attempt(claimed: str, source: str = "127.0.0.1") -> int:
+        body, _ = with_new_guid(recorded.body)
+        return stack.request(recorded.path, "POST", {**headers, "X-Forwarded-For": claimed}, body, source=source).status
+
+    assert [attempt(f"198.51.100.{n}") for n in range(3)] == [401, 401, 401]
+    assert attempt("203.0.113.99") == 429  # the same client (127.0.0.1) under another claimed address
+    assert attempt("198.51.100.0", source="127.0.0.2") == 401  # another client: its own count, not nginx's
