@@ -177,8 +177,24 @@ def _mariadb_answers() -> bool:
         return False
 
 
+def _server_pid() -> int:
+    conn = pymysql.connect(host=backends.MARIADB_HOST, port=backends.MARIADB_PORT, user=backends.MARIADB_USER)
+    with conn, conn.cursor() as cursor:
+        cursor.execute("SELECT @@pid_file")
+        return int(Path(cursor.fetchone()[0]).read_text().strip())
+
+
 def _stop_mariadb() -> None:
+    """Shut the server down and wait until its process is gone: ``mariadb-admin shutdown``
+    returns while the server may still be flushing, and starting it again then would be a
+    no-op (``--oknodo`` sees it running) that leaves no server at all."""
+    pid = _server_pid()
     subprocess.run(["mariadb-admin", "-uroot", "shutdown"], check=True, timeout=60)
+    deadline = time.monotonic() + 180
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("MariaDB did not stop")
+        time.sleep(0.2)
 
 
 def _start_mariadb() -> None:
