@@ -1,7 +1,7 @@
 """Failure-analysis benchmark: one release with 10,000 parsed reports in MariaDB, analysed
 from an empty cache (the counts' three grouped queries, then the statistics).
 
-    .venv/bin/python -m bench.analysis [--reports 10000] [--prereqs 30] [--repeat 5]
+    .venv/bin/python -m bench.analysis [--reports 10000] [--prereqs 30] [--repeat 5] [--unshared]
 
 Prints the machine yardstick, the load time, and the analysis time of each repeat (the
 first from a fresh connection pool). Target: under 500 ms for 10,000 reports.
@@ -54,19 +54,34 @@ def drop_database(name: str) -> None:
     conn.close()
 
 
-def synthetic_reports(count: int, prereqs: int, seed: int = 1):
+def synthetic_reports(count: int, prereqs: int, seed: int = 1, unshared: bool = False):
     """Reports of one release: FAIL exactly when Foo::Bar < 1.05, many other prerequisites,
-    perls, testers and environments as noise."""
+    perls, testers and environments as noise.
+
+    As on a real smoker, a tester's installed modules change only now and then: each of the
+    400 testers has three snapshots of installed versions, and a report takes one of its
+    tester's (so about 1,200 distinct prerequisite lists). ``unshared`` gives every report a
+    list of its own instead: the worst case, which no real release comes near.
+    """
     rng = random.Random(seed)
     modules = [f"Mod{n}::Util" for n in range(prereqs)]
-    testers = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(400)]
-    for _ in range(count):
+
+    def snapshot() -> list[Prerequisite]:
         foo = rng.choice(["1.03", "1.04", "1.05", "1.06", "1.10", "1.9"])
+        return [Prerequisite("runtime", "Foo::Bar", "1.0", foo)] + [
+            Prerequisite("runtime", m, "0", rng.choice(["0.01", "0.02", "1.00", "2.5"])) for m in modules
+        ]
+
+    testers = {str(uuid.UUID(int=rng.getrandbits(128))): [snapshot() for _ in range(3)] for _ in range(400)}
+    names = sorted(testers)
+    for _ in range(count):
+        tester = rng.choice(names)
+        prerequisites = snapshot() if unshared else rng.choice(testers[tester])
+        foo = prerequisites[0].have
         grade = "fail" if is_below(foo, "1.05") else rng.choice(["pass"] * 9 + ["na"])
         facts = ParsedReport(
             user_agent=rng.choice(["CPAN::Reporter 1.2020", "App::cpanminus::reporter 0.18"]),
-            prerequisites=[Prerequisite("runtime", "Foo::Bar", "1.0", foo)]
-            + [Prerequisite("runtime", m, "0", rng.choice(["0.01", "0.02", "1.00", "2.5"])) for m in modules],
+            prerequisites=prerequisites,
             config={"useithreads": rng.choice(["define", "undef"]), "cc": rng.choice(["cc", "gcc", "clang"])},
             environment={"LANG": "C"} if rng.random() < 0.5 else {"HOME": "/home/t"},
         )
@@ -76,13 +91,13 @@ def synthetic_reports(count: int, prereqs: int, seed: int = 1):
             grade=grade,
             perl=rng.choice(["5.16.3", "5.24.4", "5.30.3", "5.36.0", "5.38.2"]),
         )
-        row["creator"] = "metabase:user:" + rng.choice(testers)
+        row["creator"] = "metabase:user:" + tester
         yield row, facts
 
 
-def load(engine, count: int, prereqs: int) -> None:
+def load(engine, count: int, prereqs: int, unshared: bool = False) -> None:
     batch: list = []
-    for item in synthetic_reports(count, prereqs):
+    for item in synthetic_reports(count, prereqs, unshared=unshared):
         batch.append(item)
         if len(batch) == 1000:
             _store(engine, batch)
@@ -118,6 +133,9 @@ def main(argv=None) -> None:
     parser.add_argument("--prereqs", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--unshared", action="store_true", help="every report its own prerequisite list (the worst case)"
+    )
     args = parser.parse_args(argv)
     print(yardstick())
     name = "cpt_bench_analysis"
@@ -125,8 +143,10 @@ def main(argv=None) -> None:
     upgrade(url)
     engine = create_engine(url)
     started = time.perf_counter()
-    load(engine, args.reports, args.prereqs)
-    print(f"loaded {args.reports} reports x {args.prereqs + 1} prerequisites in {time.perf_counter() - started:.1f} s")
+    load(engine, args.reports, args.prereqs, args.unshared)
+    shape = "every report its own list" if args.unshared else "lists shared as testers' installs are"
+    loaded = time.perf_counter() - started
+    print(f"loaded {args.reports} reports x {args.prereqs + 1} prerequisites ({shape}) in {loaded:.1f} s")
     timings = []
     for attempt in range(args.repeat):
         engine.dispose()  # every attempt from a fresh pool: nothing cached in the process

@@ -94,16 +94,29 @@ def _fact_sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, list[tuple[i
     return pairs
 
 
-def _prereq_sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, dict[int, int]]:
-    """prereq_set id -> module id -> installed version id (a module listed in several phases once)."""
-    modules: dict[int, dict[int, int]] = defaultdict(dict)
-    wanted = sorted(i for i in set_ids if i is not None)
-    item = prereq_set_item.c
-    for start in range(0, len(wanted), 500):
-        query = sa.select(item.set_id, item.module, item.have).where(item.set_id.in_(wanted[start : start + 500]))
-        for set_id, module, have in conn.execute(query):
-            modules[set_id].setdefault(module, have)
-    return modules
+def _prerequisite_counts(where) -> sa.Select:
+    """(module id, installed version id, grade, reports) of a release, counted in the database:
+    its reports grouped by their (shared) prerequisite list, each list's items grouped by
+    module so that a module listed in several phases counts once (MariaDB joins this as a
+    lateral derived table, reading only the release's lists)."""
+    facts, item = report_facts.c, prereq_set_item.c
+    per_list = (
+        sa.select(facts.prereq_set.label("set_id"), test_report.c.grade, sa.func.count().label("reports"))
+        .select_from(test_report.join(report_facts, facts.report_id == test_report.c.id))
+        .where(where, facts.prereq_set.is_not(None))
+        .group_by(facts.prereq_set, test_report.c.grade)
+        .subquery("per_list")
+    )
+    modules = (
+        sa.select(item.set_id, item.module, sa.func.min(item.have).label("have"))
+        .group_by(item.set_id, item.module)
+        .subquery("modules")
+    )
+    return (
+        sa.select(modules.c.module, modules.c.have, per_list.c.grade, sa.func.sum(per_list.c.reports))
+        .select_from(per_list.join(modules, modules.c.set_id == per_list.c.set_id))
+        .group_by(modules.c.module, modules.c.have, per_list.c.grade)
+    )
 
 
 def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
@@ -117,50 +130,66 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
     """
     result = ReleaseCounts()
     where = _release(dist, version)
-    columns = (test_report.c.perl, test_report.c.osname, test_report.c.archname, test_report.c.creator)
-    count = sa.func.count().label("reports")
-    for perl, osname, archname, creator, grade, reports in conn.execute(
-        sa.select(*columns, test_report.c.grade, count).where(where).group_by(*columns, test_report.c.grade)
+    for factor, column in (
+        ("perl", test_report.c.perl),
+        ("osname", test_report.c.osname),
+        ("archname", test_report.c.archname),
+        ("tester", test_report.c.creator),
     ):
-        if grade == "fail":
-            result.fail += reports
-        else:
-            result.passed += reports
-        result.add("perl", perl, grade, reports)
-        result.add("osname", osname, grade, reports)
-        result.add("archname", archname, grade, reports)
-        result.add("tester", (creator or "").removeprefix("metabase:user:"), grade, reports)
+        query = sa.select(column, test_report.c.grade, sa.func.count()).where(where)
+        for value, grade, reports in conn.execute(query.group_by(column, test_report.c.grade)):
+            if factor == "perl":
+                result.fail += reports if grade == "fail" else 0
+                result.passed += reports if grade == "pass" else 0
+            if factor == "tester":
+                value = (value or "").removeprefix("metabase:user:")
+            result.add(factor, value, grade, reports)
 
     facts = report_facts.c
-    grouped: dict[tuple, int] = defaultdict(int)
-    for user_agent, config_set, env_set, env_spans, prereq_set, grade in conn.execute(
-        sa.select(
-            facts.user_agent, facts.config_set, facts.env_set, facts.env_spans, facts.prereq_set, test_report.c.grade
-        )
+    release_facts = (
+        sa.select(test_report.c.grade)
         .select_from(test_report.join(report_facts, report_facts.c.report_id == test_report.c.id))
         .where(where)
-    ):
+    )
+    # Each factor family is counted on its own key, so a family is expanded once per
+    # distinct set, not once per report (a tester's installs repeat across its reports).
+    by_agent = _grouped(conn, release_facts, facts.user_agent)
+    by_config = _grouped(conn, release_facts, facts.config_set)
+    by_environment: dict[tuple, int] = defaultdict(int)
+    for grade, env_set, env_spans in conn.execute(release_facts.add_columns(facts.env_set, facts.env_spans)):
         span_names = frozenset(name for name, _start, _end in unpack_triples(bytes(env_spans))) if env_spans else None
-        grouped[(user_agent, config_set, env_set, span_names, prereq_set, grade)] += 1
+        by_environment[(env_set, span_names, grade)] += 1
 
-    sets = _fact_sets(conn, {key[1] for key in grouped} | {key[2] for key in grouped})
-    prereqs = _prereq_sets(conn, {key[4] for key in grouped})
-    string_ids = {key[0] for key in grouped} | {i for key in grouped for i in (key[3] or ())}
+    sets = _fact_sets(conn, {key[0] for key in by_config} | {key[0] for key in by_environment})
+    prereq_rows = conn.execute(_prerequisite_counts(where)).all()
+    string_ids = {key[0] for key in by_agent} | {i for key in by_environment for i in (key[1] or ())}
     string_ids |= {i for pairs in sets.values() for pair in pairs for i in pair}
-    string_ids |= {i for modules in prereqs.values() for pair in modules.items() for i in pair}
+    string_ids |= {i for module, have, _grade, _reports in prereq_rows for i in (module, have)}
     strings = _strings(conn, string_ids)
 
-    for (user_agent, config_set, env_set, span_names, prereq_set, grade), reports in grouped.items():
+    for (user_agent, grade), reports in by_agent.items():
         result.add("reporter", strings.get(user_agent), grade, reports)
+    for (config_set, grade), reports in by_config.items():
         config = {strings.get(n): strings.get(v) for n, v in sets.get(config_set, ())}
         for flag in CONFIG_FLAGS:
             result.add(f"config {flag}", config.get(flag), grade, reports)
+    for (env_set, span_names, grade), reports in by_environment.items():
         if env_set is not None or span_names:
             present = {strings.get(n) for n, _v in sets.get(env_set, ())} | {strings.get(n) for n in span_names or ()}
             for name in ENVIRONMENT_ALLOWLIST:
                 result.add(f"env {name}", "set" if name in present else "unset", grade, reports)
-        for module, have in prereqs.get(prereq_set, {}).items():
-            factor = f"prereq {strings.get(module)}"
-            result.add(factor, strings.get(have), grade, reports)
-            result.ordered.add(factor)
+    for module, have, grade, reports in prereq_rows:
+        factor = f"prereq {strings.get(module)}"
+        result.add(factor, strings.get(have), grade, int(reports))
+        result.ordered.add(factor)
     return result
+
+
+def _grouped(conn: sa.Connection, release_facts: sa.Select, column) -> dict[tuple, int]:
+    """(column value, grade) -> reports, grouped by the database."""
+    query = (
+        release_facts.add_columns(column, sa.func.count())
+        .group_by(column, test_report.c.grade)
+        .with_only_columns(column, test_report.c.grade, sa.func.count())
+    )
+    return {(value, grade): reports for value, grade, reports in conn.execute(query)}
