@@ -24,6 +24,7 @@ from app.errors import JSON_TYPE, json_response
 from app.read_side import read_api_answer, read_services
 from schemas.v3 import GRADES, validation_errors
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
+from storage.failure_analysis import release_analysis
 from storage.read_queries import (
     release_query,
     release_row,
@@ -227,6 +228,22 @@ def release_version(dist: str, version: str):
     return response.make_conditional(request)
 
 
+@read_api.get("/analysis/<dist>/<path:version>")
+def analysis(dist: str, version: str):
+    """Why does a release fail? Each candidate factor's FAIL/PASS counts by value, ranked
+    by Cramér's V, with Benjamini-Hochberg corrected p-values (schemas/failure_analysis.py)."""
+    try:
+        with read_services().engine.connect() as conn:
+            result = release_analysis(conn, dist, version)
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+    if result["fail"] + result["pass"] == 0:
+        return _not_found(f"No PASS or FAIL report of {dist} {version}")
+    response = _cached(Response(json.dumps(result), content_type=JSON_TYPE))
+    response.add_etag()
+    return response.make_conditional(request)
+
+
 @read_api.get("/upload")
 @read_api.get("/upload/dist/<dist>")
 @read_api.get("/upload/author/<author>")
@@ -284,6 +301,22 @@ def add_paths(spec) -> None:
         ("/v3/summary/{dist}/{version}", ["dist", "version"]),
     ):
         spec.path(path=path, parameters=[_path_param(p) for p in params], operations={"get": summary_op})
+    spec.path(
+        path="/v3/analysis/{dist}/{version}",
+        parameters=[_path_param("dist"), _path_param("version")],
+        operations={
+            "get": {
+                "summary": "Why a release fails: each factor's FAIL/PASS counts, ranked by Cramer's V",
+                "responses": {
+                    "200": {
+                        "description": "the analysis",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "404": errors("no PASS or FAIL report of the release"),
+                },
+            }
+        },
+    )
     release_op = {
         "summary": "Report counts per release, summed over every perl",
         "parameters": [{"in": "query", "schema": ReleaseQuerySchema}],

@@ -23,6 +23,7 @@ from schemas.distname import parse_distfile
 from schemas.metabase import DISTFILE_PREFIX
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
+from storage.failure_analysis import release_analysis
 from storage.report_view import Found, find_report
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,27 @@ def view_report(ident: str):
         raise Unavailable("database unavailable") from exc
     response = Response(_render(found, form), content_type=FORMS[form])
     response.headers["Cache-Control"] = read_side.found_report(services.settings)
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@viewer.get("/dist/<dist>/<version>/analysis")
+def release_analysis_page(dist: str, version: str):
+    """The failure analysis of a release as a page: the strongest factors as a chart and a
+    table, and their counts by value (the JSON is the read API's ``/v3/analysis``)."""
+    services = read_side.read_services()
+    try:
+        with services.engine.connect() as conn:
+            result = release_analysis(conn, dist, version)
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+    if result["fail"] + result["pass"] == 0:
+        response = Response(render_template("viewer/not_found.html", raw=False), 404, content_type=FORMS["html"])
+        response.headers["Cache-Control"] = read_side.NOT_FOUND
+        return response
+    page = render_template("viewer/analysis.html", a=result, top=result["factors"][:15])
+    response = Response(page, content_type=FORMS["html"])
+    response.headers["Cache-Control"] = read_side.read_api_answer(services.settings)
     response.add_etag()
     return response.make_conditional(request)
 

@@ -193,3 +193,14 @@ def _grouped(conn: sa.Connection, release_facts: sa.Select, column) -> dict[tupl
         .with_only_columns(column, test_report.c.grade, sa.func.count())
     )
     return {(value, grade): reports for value, grade, reports in conn.execute(query)}
+
+
+def release_analysis(conn: sa.Connection, dist: str, version: str) -> dict:
+    """The failure analysis of ``dist`` ``version`` as a JSON-ready dict (the counts from the
+    tables above, every prerequisite also bucketed to major.minor, then the statistics)."""
+    from schemas.failure_analysis import analyse, with_major_minor  # scipy: read side only
+
+    counted = release_counts(conn, dist, version)
+    counts, buckets = with_major_minor(counted.counts, [f for f in counted.ordered if f.startswith("prereq ")])
+    result = analyse(counts, counted.fail, counted.passed, counted.ordered | buckets).as_dict()
+    return {"dist": dist, "version": version, **result}
