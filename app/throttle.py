@@ -11,17 +11,24 @@ connection limits belong to the proxy in front). The counts are a moving window 
 Redis by ``limits`` (shared by every web process and host). The throttle fails open: when
 Redis does not answer, nothing is refused, and it is not asked again for
 :data:`REDIS_BACKOFF_SECONDS`, so an outage adds no wait to submissions.
+
+A pair found free is remembered in the process for :data:`FREE_MEMORY_SECONDS`, so that a
+tester's steady stream of submissions costs no Redis round trip each. A wrong secret from
+the pair forgets it at once: every guess after a wrong one is checked against Redis, and a
+block decided by another process applies here within that second.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
+from cachetools import TTLCache
 from flask import Flask, current_app, request
 from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
@@ -38,6 +45,12 @@ KEY_PREFIX = "cpt:authfail"
 
 REDIS_BACKOFF_SECONDS = 5.0
 """After a Redis error the throttle is skipped (open) for this long."""
+
+FREE_MEMORY_SECONDS = 1.0
+"""How long a process trusts that a (profile, address) pair it found free is still free."""
+
+FREE_MEMORY_PAIRS = 10_000
+"""Pairs remembered as free per process, at most (the least recently seen go first)."""
 
 EXTENSION_KEY = "cpantesters_throttle"
 
@@ -69,6 +82,8 @@ class AuthThrottle:
         self.limiter = MovingWindowRateLimiter(storage)
         self.clock = clock
         self._skip_until = 0.0
+        self._free: TTLCache = TTLCache(FREE_MEMORY_PAIRS, FREE_MEMORY_SECONDS, timer=clock)
+        self._free_lock = threading.Lock()  # gthread workers share the process's memory
 
     def _available(self) -> bool:
         return self.enabled and self.clock() >= self._skip_until
@@ -81,17 +96,24 @@ class AuthThrottle:
         """Seconds until ``profile`` may be tried again from ``address``; None when it may now."""
         if not self._available():
             return None
+        with self._free_lock:
+            if (profile, address) in self._free:
+                return None
         try:
             reset, remaining = self.limiter.get_window_stats(self.item, profile, address)
         except (redis.RedisError, OSError) as exc:
             self._failed_open(exc)
             return None
         if remaining > 0:
+            with self._free_lock:
+                self._free[profile, address] = True
             return None
         return max(1, math.ceil(reset - time.time()))
 
     def failed(self, profile: str, address: str) -> None:
         """Count one wrong secret for the pair."""
+        with self._free_lock:
+            self._free.pop((profile, address), None)
         if not self._available():
             return
         try:

@@ -50,6 +50,16 @@ def wait_for_answer(port: int, timeout: float = 60) -> None:
 @contextmanager
 def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, **env):
     """Run ``gunicorn -c gunicorn.conf.py <app>`` as the Procfile does; yields its port."""
+    with gunicorn_process(app, workers, log_path, **env) as (port, _process):
+        yield port
+
+
+@contextmanager
+def gunicorn_process(
+    app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, wait_answer: bool = True, **env
+):
+    """:func:`gunicorn` yielding ``(port, master process)``; with ``wait_answer=False`` it
+    yields once the port listens, before any worker has served a request (a cold start)."""
     port = free_port()
     with open(log_path or os.devnull, "wb") as log:
         process = subprocess.Popen(
@@ -61,8 +71,9 @@ def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = No
         )
         try:
             wait_for_port(port)
-            wait_for_answer(port)
-            yield port
+            if wait_answer:
+                wait_for_answer(port)
+            yield port, process
         finally:
             process.terminate()
             try:

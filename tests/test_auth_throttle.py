@@ -11,8 +11,10 @@ import uuid
 
 import limits.storage.redis as limits_redis
 import pytest
+import redis
 
 from app import create_app
+from app.throttle import FREE_MEMORY_SECONDS, AuthThrottle
 from tests import captures
 from tests.backends import free_port
 from tests.helpers import auth_header, register_profile, services, stored_rows, with_new_guid
@@ -161,3 +163,47 @@ def test_limit_zero_turns_the_throttle_off(config):
         assert submit(client, ATTACKER).status_code == 201
     finally:
         services(application).engine.dispose()
+
+
+class SteppedClock:
+    """The throttle's own clock, moved by the test."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def two_processes(config):
+    """Two web processes' throttles on the same Redis, with one controlled clock."""
+    connection = redis.Redis.from_url(config.REDIS_URL)
+    clock = SteppedClock()
+    yield (
+        clock,
+        AuthThrottle(connection, LIMIT, WINDOW, clock=clock),
+        AuthThrottle(connection, LIMIT, WINDOW, clock=clock),
+    )
+    connection.close()
+
+
+def test_a_block_decided_by_another_process_applies_here_within_a_second(two_processes):
+    clock, here, elsewhere = two_processes
+    profile = str(uuid.uuid4())
+    assert here.retry_after(profile, ATTACKER) is None
+    for _ in range(LIMIT):
+        elsewhere.failed(profile, ATTACKER)
+    assert here.retry_after(profile, ATTACKER) is None  # still trusted free for this second
+    clock.now += FREE_MEMORY_SECONDS
+    assert here.retry_after(profile, ATTACKER) > 0
+
+
+def test_after_a_wrong_secret_here_the_next_check_asks_redis_at_once(two_processes):
+    _clock, here, elsewhere = two_processes
+    profile = str(uuid.uuid4())
+    assert here.retry_after(profile, ATTACKER) is None
+    for _ in range(LIMIT - 1):
+        elsewhere.failed(profile, ATTACKER)
+    here.failed(profile, ATTACKER)
+    assert here.retry_after(profile, ATTACKER) > 0

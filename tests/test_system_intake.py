@@ -47,6 +47,20 @@ def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, regi
     assert json.loads(body) == {"guid": "c3956594-9010-4467-89ed-364d4a882f04"}
 
 
+def test_every_web_worker_is_connected_before_it_takes_a_first_request(backend, registered, tmp_path):
+    """After a deploy the first testers' reports must not wait for a worker's start-up:
+    the master has imported the code, and each worker connects in ``post_worker_init``."""
+    log_path = tmp_path / "gunicorn.log"
+    env = {"DATABASE_URL": backend.database_url, "REDIS_URL": backend.redis_url, "SPOOL_DIR": tmp_path}
+    with processes.gunicorn_process(workers=2, log_path=log_path, wait_answer=False, LOG_LEVEL="INFO", **env):
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count("worker warmed up") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = log_path.read_text()
+    assert log.count("worker warmed up") == 2
+    assert "readyz 200" in log
+
+
 def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
     scenario = captures.load("04-register-flow")
     with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:

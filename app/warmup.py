@@ -1,0 +1,25 @@
+"""Make a freshly forked web worker ready before it takes its first submission.
+
+A worker's first request used to pay for what every later one finds done: the first
+connection to the database and to Redis, and Flask's first dispatch. Right after a
+deploy, or a ``max_requests`` recycle, those first requests are real testers' reports.
+gunicorn calls :func:`warm_up` from ``post_worker_init``, before the worker accepts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask
+
+logger = logging.getLogger(__name__)
+
+
+def warm_up(app: Flask) -> None:
+    """Open the database and Redis connections through ``/readyz`` (never fails the boot:
+    a backend that is down now is the request path's business, with its spool)."""
+    started = time.perf_counter()
+    with app.test_client() as client:
+        status = client.get("/readyz").status_code
+    logger.info("worker warmed up in %.0f ms (readyz %d)", (time.perf_counter() - started) * 1000, status)
