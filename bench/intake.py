@@ -182,10 +182,8 @@ class Bench:
     def __init__(self, args, body_path: Path, original_guid: str, redis_url: str):
         self.args, self.body_path, self.original_guid, self.redis_url = args, body_path, original_guid, redis_url
         self.run_id = int(time.time()) & 0xFFFFFF
-        self.shared = {
-            "mariadbd": lambda pid=server_stats.mariadb_pid(MYSQL): [pid],
-            "redis": lambda pid=server_stats.redis_pid(redis_url): [pid],
-        }
+        mariadbd, redis_server = [server_stats.mariadb_pid(MYSQL)], [server_stats.redis_pid(redis_url)]
+        self.shared = {"mariadbd": lambda: mariadbd, "redis": lambda: redis_server}
 
     def phase(self, app: App, connections: int, duration: int, label: str, warmup: bool = True) -> dict:
         """Warm up, wait for InnoDB to flush, then measure; ``warmup=False`` measures at once."""
