@@ -22,8 +22,12 @@ from app import read_side
 from schemas.distname import parse_distfile
 from schemas.metabase import DISTFILE_PREFIX
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
+from schemas.module_version import is_below
+from schemas.reportparse import ParsedReport, parse_report_text
+from schemas.reportparse.shape import report_text
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
+from storage.report_facts import load_facts
 from storage.report_view import Found, find_report
 
 logger = logging.getLogger(__name__)
@@ -120,6 +124,68 @@ def page_context(found: Found) -> dict:
     }
 
 
+MISSING = {"n/a", "missing", ""}
+"""What CPAN::Reporter's prerequisite table shows as installed for a module that is not."""
+
+
+def facts_context(doc: dict, parsed: ParsedReport) -> dict:
+    """What the page shows above the report's text: a summary of the run, the failed test
+    files, and the prerequisites with the unmet ones marked (the first things an author
+    looks for in a FAIL)."""
+    environment = doc.get("environment") or {}
+    language, system = environment.get("language") or {}, environment.get("system") or {}
+    summary = [
+        ("Perl", " ".join(v for v in (language.get("version"), language.get("archname")) if v)),
+        ("Platform", " ".join(v for v in (os_long_name(system.get("osname", "")), system.get("osversion")) if v)),
+        ("Tests", _counts(parsed)),
+        ("Duration", f"{parsed.duration:g} s" if parsed.duration is not None else ""),
+        ("Reporter", parsed.user_agent or ""),
+        ("Toolchain", ", ".join(f"{name} {version}" for name, version in sorted(parsed.toolchain.items()))),
+    ]
+    prerequisites = [
+        {
+            "phase": p.phase,
+            "name": p.name,
+            "need": p.need,
+            "have": p.have,
+            "unmet": _unmet(p.phase, p.need, p.have),
+        }
+        for p in parsed.prerequisites
+    ]
+    return {
+        "summary": [(label, value) for label, value in summary if value],
+        "failed_files": sorted(parsed.failed_files, key=lambda f: f.file),
+        "prerequisites": prerequisites,
+        "unmet": sum(p["unmet"] for p in prerequisites),
+    }
+
+
+def _unmet(phase: str, need: str, have: str) -> bool:
+    """A requirement (not a recommendation or suggestion) missing or below the version needed."""
+    if phase.endswith(("recommends", "suggests")):
+        return False
+    return have.strip().lower() in MISSING or is_below(have, need)
+
+
+def _counts(parsed: ParsedReport) -> str:
+    if parsed.tests is None:
+        return ""
+    parts = [f"{parsed.tests} tests"]
+    if parsed.failures is not None:
+        parts.append(f"{parsed.failures} failed")
+    if parsed.skipped:
+        parts.append(f"{parsed.skipped} skipped")
+    return ", ".join(parts)
+
+
+def parsed_facts(conn, found: Found) -> ParsedReport:
+    """The report's stored facts, or its text parsed now when they are not stored yet (a
+    report just submitted, or one read from the legacy cache during a migration)."""
+    text = report_text(found.row["report"])
+    stored = load_facts(conn, found.row["id"], text) if found.row.get("id") is not None else None
+    return stored if stored is not None else parse_report_text(text)
+
+
 def legacy_json(found: Found) -> dict:
     """``{"success": "1", "result": ...}`` as the real upstream sample has it."""
     creator = found.row.get("creator")
@@ -134,10 +200,11 @@ def _flag(name: str) -> bool:
 FORMS = {"json": "application/json", "raw": "text/html; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-def _render(found: Found, form: str) -> str:
+def _render(found: Found, form: str, parsed: ParsedReport | None) -> str:
     if form == "json":
         return json.dumps(legacy_json(found), ensure_ascii=False)
-    return render_template("viewer/report.html", raw=form == "raw", **page_context(found))
+    facts = facts_context(found.row["report"], parsed) if parsed is not None else None
+    return render_template("viewer/report.html", raw=form == "raw", facts=facts, **page_context(found))
 
 
 def _not_found(ident: str, form: str) -> Response:
@@ -162,9 +229,10 @@ def view_report(ident: str):
             found = find_report(conn, ident.strip(), services.settings.LEGACY_DATABASE_URL)
             if found is None:
                 return _not_found(ident, form)
+            parsed = parsed_facts(conn, found) if form == "html" else None
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
-    response = Response(_render(found, form), content_type=FORMS[form])
+    response = Response(_render(found, form, parsed), content_type=FORMS[form])
     response.headers["Cache-Control"] = read_side.found_report(services.settings)
     response.add_etag()
     return response.make_conditional(request)

@@ -44,7 +44,7 @@ PROFILE_OF_CREATOR = sa.select(metabase_user.c.fullname, metabase_user.c.email).
 )
 REPORT_WITH_DETAILS = (
     sa.select(
-        *(test_report.c[name] for name in ("guid", "dist", "version", "grade", "creator", "distfile", "report")),
+        *(test_report.c[name] for name in ("id", "guid", "dist", "version", "grade", "creator", "distfile", "report")),
         test_report.c.report_z,
         uploads.c.author,
         uploads.c.filename.label("upload_filename"),

@@ -11,12 +11,14 @@ import html
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
 from app import create_viewer_app
 from tests.backends import free_port
+from tests.report_texts import real_report
 from tests.viewer_helpers import add_upload, make_document, store_document
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,6 +33,8 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
     "--virtual-time-budget=2000",
 ]
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
@@ -88,3 +92,24 @@ def test_browser_shows_the_report_and_runs_none_of_its_markup(served_viewer, bac
 def test_browser_shows_report_not_found(served_viewer, tmp_path):
     dom = dump_dom(f"{served_viewer}/report/00000000-0000-0000-0000-000000000000", tmp_path)
     assert "<h1>Report not found</h1>" in dom
+
+
+def test_browser_shows_the_unmet_prerequisites_above_the_report(served_viewer, backend, tmp_path):
+    text = real_report("collector/report-cpanminus-reporter-0.12-with-report-prereqs.txt")
+    doc = make_document(**{"result.output.uncategorized": text, "result.grade": "fail"})
+    engine = backend.engine()
+    guid = store_document(engine, doc)
+    engine.dispose()
+    url = f"{served_viewer}/report/{guid}"
+
+    dom = dump_dom(url, tmp_path)
+
+    assert dom.index('id="summary"') < dom.index('id="prerequisites"') < dom.index('id="report"')
+    assert dom.count('<tr class="unmet">') == 5
+    ARTIFACTS.mkdir(exist_ok=True)
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'shot'}", "--window-size=1000,900",
+         f"--screenshot={ARTIFACTS / 'report-page.png'}", url],
+        capture_output=True, timeout=90, check=True,
+    )  # fmt: skip
+    assert (ARTIFACTS / "report-page.png").stat().st_size > 5000
