@@ -7,7 +7,9 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +61,39 @@ def test_every_web_worker_is_connected_before_it_takes_a_first_request(backend, 
         log = log_path.read_text()
     assert log.count("worker warmed up") == 2
     assert "readyz 200" in log
+
+
+def test_a_reload_after_a_deploy_runs_the_new_code(backend, tmp_path):
+    """The master imports the code once (for warm workers); on HUP (``systemctl reload``)
+    the workers it forks next must still run what was deployed since."""
+    deployed = tmp_path / "deployed"
+    files = subprocess.run(["git", "ls-files"], cwd=processes.ROOT, capture_output=True, text=True, check=True)
+    for name in files.stdout.split():
+        if (processes.ROOT / name).is_file():
+            (deployed / name).parent.mkdir(parents=True, exist_ok=True)
+            (deployed / name).write_bytes((processes.ROOT / name).read_bytes())
+    port = backends.free_port()
+    env = processes.environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=1, DATABASE_URL=backend.database_url,
+                                REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path / "spool")  # fmt: skip
+    log = open(tmp_path / "gunicorn.log", "wb")
+    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                              cwd=deployed, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    health = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    try:
+        processes.wait_for_port(port)
+        processes.wait_for_answer(port)
+        assert b'"status": "ok"}' in processes.send_raw(port, health)
+        ops = deployed / "app" / "ops.py"
+        ops.write_text(ops.read_text().replace('{"status": "ok"}', '{"status": "ok, new code"}'))
+        master.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while b"new code" not in processes.send_raw(port, health) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert b'"status": "ok, new code"' in processes.send_raw(port, health)
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
+        log.close()
 
 
 def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
