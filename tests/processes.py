@@ -56,15 +56,21 @@ def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = No
 
 @contextmanager
 def gunicorn_process(
-    app: str = "wsgi:app", workers: int = 2, log_path: Path | None = None, wait_answer: bool = True, **env
+    app: str = "wsgi:app",
+    workers: int = 2,
+    log_path: Path | None = None,
+    wait_answer: bool = True,
+    cwd: Path = ROOT,
+    **env,
 ):
     """:func:`gunicorn` yielding ``(port, master process)``; with ``wait_answer=False`` it
-    yields once the port listens, before any worker has served a request (a cold start)."""
+    yields once the port listens, before any worker has served a request (a cold start).
+    ``cwd`` is the project's copy to serve (this one by default)."""
     port = free_port()
     with open(log_path or os.devnull, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
-            cwd=ROOT,
+            cwd=cwd,
             env=environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=workers, **env),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -72,16 +71,9 @@ def test_a_reload_after_a_deploy_runs_the_new_code(backend, tmp_path):
         if (processes.ROOT / name).is_file():
             (deployed / name).parent.mkdir(parents=True, exist_ok=True)
             (deployed / name).write_bytes((processes.ROOT / name).read_bytes())
-    port = backends.free_port()
-    env = processes.environment(PORT=port, HOST="127.0.0.1", WEB_CONCURRENCY=1, DATABASE_URL=backend.database_url,
-                                REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path / "spool")  # fmt: skip
-    log = open(tmp_path / "gunicorn.log", "wb")
-    master = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                              cwd=deployed, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    env = {"DATABASE_URL": backend.database_url, "REDIS_URL": backend.redis_url, "SPOOL_DIR": tmp_path / "spool"}
     health = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    try:
-        processes.wait_for_port(port)
-        processes.wait_for_answer(port)
+    with processes.gunicorn_process(workers=1, cwd=deployed, **env) as (port, master):
         assert b'"status": "ok"}' in processes.send_raw(port, health)
         ops = deployed / "app" / "ops.py"
         ops.write_text(ops.read_text().replace('{"status": "ok"}', '{"status": "ok, new code"}'))
@@ -90,10 +82,6 @@ def test_a_reload_after_a_deploy_runs_the_new_code(backend, tmp_path):
         while b"new code" not in processes.send_raw(port, health) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert b'"status": "ok, new code"' in processes.send_raw(port, health)
-    finally:
-        master.terminate()
-        master.wait(timeout=30)
-        log.close()
 
 
 def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
