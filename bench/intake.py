@@ -53,7 +53,11 @@ from storage.migrate import upgrade  # noqa: E402
 from tests import captures, processes  # noqa: E402
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-REDIS_DB = 12
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "12"))
+"""Flushed at the start: give each concurrent benchmark its own."""
+OURS_DB = f"cpt_bench_intake_{os.getpid()}"
+REFERENCE_DB = f"cpt_bench_reference_{os.getpid()}"
+"""Per run (dropped at the end), so that two benchmarks at once never count each other's rows."""
 SCENARIO = "01-ok"
 SUBMIT_PATH = "/api/v1/submit/CPAN-Testers-Report"
 
@@ -270,9 +274,9 @@ def main() -> None:
         f" after {args.warmup}s warm-up; body {len(recorded.body)} bytes"
     )
     log_dir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
-    reference = App("reference", "bench.reference_app:app", "cpt_bench_reference", "reference_report", "reference",
+    reference = App("reference", "bench.reference_app:app", REFERENCE_DB, "reference_report", "reference",
                     args.workers, log_dir, redis_url)  # fmt: skip
-    ours = App("ours", "wsgi:app", "cpt_bench_intake", "test_report", QUEUE_NAME, args.workers, log_dir, redis_url)
+    ours = App("ours", "wsgi:app", OURS_DB, "test_report", QUEUE_NAME, args.workers, log_dir, redis_url)
     bench = Bench(args, body_path, original_guid, redis_url)
     results = []
     with ExitStack() as stack:
@@ -281,7 +285,7 @@ def main() -> None:
             first = first_requests(app.port, recorded.body, original_guid, args.workers)
             time.sleep(1)  # a server started a moment ago, every worker booted
             rest = first_requests(app.port, recorded.body, original_guid, args.cold_requests)
-            app.acknowledged += len(first) + len(rest)
+            app.acknowledged += sum(1 for latency in first + rest if latency == latency)  # NaN: refused
             print(
                 f"   cold {app.name:9} listening after {listened * 1000:.0f} ms; as it listens, {args.workers} concurrent"
                 f" first requests: median {statistics.median(first):.0f} ms, max {max(first):.0f} ms; a second later,"
@@ -297,22 +301,33 @@ def main() -> None:
         if args.steady_minutes:
             steady(bench, ours, args.steady_minutes)
     summarise(results, args.connections)
-    check_every_report_kept((reference, ours), redis_url)
+    try:
+        check_every_report_kept((reference, ours), redis_url)
+    finally:
+        drop_databases()
 
 
 def prepare_databases() -> None:
-    ours_url = fresh_database("cpt_bench_intake")
+    ours_url = fresh_database(OURS_DB)
     upgrade(ours_url)
     engine = create_engine(ours_url)
     users.register(engine, captures.PROFILE_GUID, "CPAN Tester", "tester@example.com", captures.PROFILE_SECRET)
     engine.dispose()
-    fresh_database("cpt_bench_reference")
-    conn = pymysql.connect(database="cpt_bench_reference", **MYSQL)
+    fresh_database(REFERENCE_DB)
+    conn = pymysql.connect(database=REFERENCE_DB, **MYSQL)
     with conn.cursor() as cursor:
         cursor.execute(
             "CREATE TABLE reference_report (id BIGINT AUTO_INCREMENT PRIMARY KEY, guid CHAR(36) NOT NULL UNIQUE,"
             " body LONGTEXT NOT NULL) CHARACTER SET utf8mb4"
         )
+    conn.close()
+
+
+def drop_databases() -> None:
+    conn = pymysql.connect(**MYSQL)
+    with conn.cursor() as cursor:
+        for name in (OURS_DB, REFERENCE_DB):
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()
 
 

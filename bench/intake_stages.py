@@ -107,9 +107,9 @@ def main() -> None:
     intake.prepare_databases()
     connection = redis.Redis.from_url(REDIS_URL)
     connection.flushdb()
-    ours_url = "mysql://root@127.0.0.1:3306/cpt_bench_intake"
+    ours_url = f"mysql://root@127.0.0.1:3306/{intake.OURS_DB}"
     os.environ.update(DATABASE_URL=ours_url, REDIS_URL=REDIS_URL, LOG_LEVEL="WARNING", SPOOL_DIR="/tmp/bench-stages")
-    os.environ["DATABASE_URL_REFERENCE"] = "mysql://root@127.0.0.1:3306/cpt_bench_reference"
+    os.environ["DATABASE_URL_REFERENCE"] = f"mysql://root@127.0.0.1:3306/{intake.REFERENCE_DB}"
     from wsgi import app as ours_app  # after the environment is set: the app reads it once
 
     os.environ["DATABASE_URL"] = os.environ["DATABASE_URL_REFERENCE"]
@@ -135,6 +135,7 @@ def main() -> None:
         print(f"  {label}: whole request through Flask's test client {1e6 * whole / n:.0f}")
     engine.dispose()
     db.close()
+    intake.drop_databases()
 
 
 if __name__ == "__main__":

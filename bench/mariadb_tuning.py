@@ -68,9 +68,7 @@ def main() -> None:
     print(f"yardstick: {yardstick()}")
     print(f"A: {baseline}\nB: {tuned}")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-tuning-"))
-    ours = intake.App(
-        "ours", "wsgi:app", "cpt_bench_intake", "test_report", QUEUE_NAME, args.workers, log_dir, redis_url
-    )
+    ours = intake.App("ours", "wsgi:app", intake.OURS_DB, "test_report", QUEUE_NAME, args.workers, log_dir, redis_url)
     bench = intake.Bench(args, body_path, original_guid, redis_url)
     results: dict[str, list[dict]] = {"A": [], "B": []}
     try:
@@ -82,6 +80,7 @@ def main() -> None:
                     results[side].append(bench.phase(ours, args.connections, args.duration, f"{side} {run + 1}"))
     finally:
         apply(baseline)
+        intake.drop_databases()
     print(f"\nmedian of {args.runs} phases per side, c={args.connections}:")
     medians = {}
     for side, phases in results.items():
