@@ -214,18 +214,24 @@ def _mariadb_answers() -> bool:
         return False
 
 
-def _server_pid() -> int:
+def _server_pid_file() -> Path:
     conn = pymysql.connect(host=backends.MARIADB_HOST, port=backends.MARIADB_PORT, user=backends.MARIADB_USER)
     with conn, conn.cursor() as cursor:
         cursor.execute("SELECT @@pid_file")
-        return int(Path(cursor.fetchone()[0]).read_text().strip())
+        return Path(cursor.fetchone()[0])
+
+
+_PID_FILE = Path("/run/mysqld/mysqld.pid")
+"""The shared server's, read before it is stopped (it removes the file when it stops)."""
 
 
 def _stop_mariadb() -> None:
     """Shut the server down and wait until its process is gone: ``mariadb-admin shutdown``
     returns while the server may still be flushing, and starting it again then would be a
-    no-op (``--oknodo`` sees it running) that leaves no server at all."""
-    pid = _server_pid()
+    no-op (it is seen running) that leaves no server at all."""
+    global _PID_FILE
+    _PID_FILE = _server_pid_file()
+    pid = int(_PID_FILE.read_text().strip())
     subprocess.run(["mariadb-admin", "-uroot", "shutdown"], check=True, timeout=60)
     deadline = time.monotonic() + 180
     while Path(f"/proc/{pid}").exists():
@@ -235,9 +241,19 @@ def _stop_mariadb() -> None:
 
 
 def _start_mariadb() -> None:
-    subprocess.run(
-        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"], check=True
-    )
+    """Start the shared server again. By its pid file: matched by its executable alone,
+    any other ``mariadbd`` on the machine (a test's or a benchmark's own server) counts as
+    this one running, and nothing is started (seen in CI: every later test lost it)."""
+    start = [
+        "start-stop-daemon",
+        "--start",
+        "--background",
+        "--pidfile",
+        str(_PID_FILE),
+        "--exec",
+        "/usr/sbin/mariadbd",
+    ]
+    subprocess.run(start, check=True)
     deadline = time.monotonic() + 60
     while not _mariadb_answers():
         if time.monotonic() > deadline:
