@@ -9,7 +9,6 @@ workers of a host); job durations come from the Redis histogram the jobs write.
 
 from __future__ import annotations
 
-import os
 import time
 
 import sqlalchemy as sa
@@ -159,7 +158,7 @@ def metrics():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(_collect(with_history=False), s.redis))
     body = generate_latest(registry)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if s.settings.PROMETHEUS_MULTIPROC_DIR:  # prometheus-client keeps every worker's metrics there
         from prometheus_client import multiprocess
 
         per_host = CollectorRegistry()

@@ -299,13 +299,10 @@ def test_v3_api_falls_back_to_the_legacy_cache_for_a_guid_not_migrated(backend, 
     app.extensions["cpantesters"].engine.dispose()
 
 
-def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_adds_one(
-    backend, own_legacy_url, monkeypatch
-):
+def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_adds_one(backend, own_legacy_url, config):
     from workers import jobs
 
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    jobs.configure(config)
     assert run(own_legacy_url, backend, "migrate", "--workers", "1", "--quiet") == 0
     engine = backend.engine()
     with engine.connect() as conn:
@@ -318,5 +315,5 @@ def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_add
         row = stats.mappings().one()
     assert after == before
     assert (row["perl"], row["state"], row["dist"]) == ("5.16.0 RC0", "pass", "CPAN-Testers-WWW-Statistics")
-    jobs.engine().dispose()
+    jobs.configure(None)
     engine.dispose()

@@ -235,17 +235,17 @@ def test_request_latency_adds_up_the_gunicorn_workers_in_multiprocess_mode(backe
     import subprocess
     import sys
 
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
     script = f"""
 import settings
 from app import create_app
 app = create_app(settings.load({{}}, DATABASE_URL={backend.database_url!r}, REDIS_URL={backend.redis_url!r},
-                               SPOOL_DIR={str(tmp_path / "spool")!r}))
+                               SPOOL_DIR={str(tmp_path / "spool")!r}, PROMETHEUS_MULTIPROC_DIR={str(directory)!r}))
 client = app.test_client()
 client.get("/healthz")
 print(client.get("/metrics").get_data(as_text=True))
 """
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)

@@ -129,7 +129,7 @@ def test_a_real_innodb_deadlock_reruns_the_job_transaction(backend, db, monkeypa
 
     def job():
         try:
-            return jobs.run_transaction(jobs.engine(), [guid])
+            return jobs.run_transaction(jobs.job_engine(), [guid])
         finally:
             done.set()
 

@@ -82,6 +82,7 @@ def main(argv=None) -> None:
     # Worker's work horse would otherwise import it again for every job. No database
     # connection is opened here; each process opens its own on its first job.
     jobs = importlib.import_module(queue.JOB_FUNCTION.rsplit(".", 1)[0])
+    jobs.configure(config)  # the jobs' settings, once (a forked work horse inherits them)
     connection = queue.connect(config.REDIS_URL, connect_timeout=REDIS_CONNECT_TIMEOUT, keepalive=True)
     worker = build_worker(
         connection,
