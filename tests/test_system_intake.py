@@ -24,6 +24,7 @@ from queueing.contract import connect, report_queue
 from storage.tables import test_report
 from tests import backends, captures, processes
 from tests.helpers import register_profile, with_new_guid
+from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 from workers.sweeper import sweep
 
@@ -36,6 +37,7 @@ def registered(backend):
     engine.dispose()
 
 
+@pytest.mark.system
 def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, registered, tmp_path):
     recorded = captures.load("01-ok")[0]
     with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
@@ -47,6 +49,7 @@ def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, regi
     assert json.loads(body) == {"guid": "c3956594-9010-4467-89ed-364d4a882f04"}
 
 
+@pytest.mark.system
 def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
     scenario = captures.load("04-register-flow")
     with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
@@ -85,6 +88,7 @@ def _stored_guids(engine) -> list[str]:
         return list(conn.execute(sa.select(test_report.c.guid)).scalars())
 
 
+@pytest.mark.system
 def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()
@@ -121,6 +125,7 @@ def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_p
     engine.dispose()
 
 
+@pytest.mark.system
 def test_a_redis_outage_under_load_delays_nothing_and_the_sweeper_heals_it(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()
@@ -190,27 +195,20 @@ def _stop_mariadb() -> None:
     no-op (``--oknodo`` sees it running) that leaves no server at all."""
     pid = _server_pid()
     subprocess.run(["mariadb-admin", "-uroot", "shutdown"], check=True, timeout=60)
-    deadline = time.monotonic() + 180
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("MariaDB did not stop")
-        time.sleep(0.2)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 180, "MariaDB to stop", interval=0.2)
 
 
 def _start_mariadb() -> None:
     subprocess.run(
         ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"], check=True
     )
-    deadline = time.monotonic() + 60
-    while not _mariadb_answers():
-        if time.monotonic() > deadline:
-            raise TimeoutError("MariaDB did not come back")
-        time.sleep(0.5)
+    wait_for(_mariadb_answers, 60, "MariaDB to come back", interval=0.5)
 
 
 @pytest.mark.skipif(
     not RESTART_ALLOWED, reason="stops the real MariaDB server: set CPT_ALLOW_SERVICE_RESTART=1 (CI does)"
 )
+@pytest.mark.system
 def test_stopping_the_real_mariadb_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()

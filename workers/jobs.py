@@ -128,7 +128,8 @@ TAKEN_TTL = 120
 """Seconds a "taken along" marker lives: the jobs it stands for are queued right behind."""
 
 
-def _taken_key(guid: str) -> str:
+def taken_key(guid: str) -> str:
+    """The Redis key of the "taken along" marker of one report (see :func:`process_report`)."""
     return f"cpt:processing:taken:{guid.lower()}"
 
 
@@ -142,7 +143,7 @@ def _mark_taken(outcomes: dict[str, Outcome], own: str) -> None:
     try:
         pipe = job.connection.pipeline(transaction=False)
         for guid, outcome in taken.items():
-            pipe.set(_taken_key(guid), outcome.value, ex=TAKEN_TTL)
+            pipe.set(taken_key(guid), outcome.value, ex=TAKEN_TTL)
         pipe.execute()
     except Exception:  # an optimisation only: the jobs then read the state
         logger.debug("could not mark taken reports", exc_info=True)
@@ -153,7 +154,7 @@ def _taken(guid: str) -> str | None:
     if job is None:
         return None
     try:
-        value = job.connection.get(_taken_key(guid))
+        value = job.connection.get(taken_key(guid))
     except Exception:
         return None
     return value.decode() if value else None
