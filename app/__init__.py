@@ -39,7 +39,7 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
     throttle.init_app(app, services.redis, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW)
     legacy_api.init_app(app)
     v3_api.init_app(app)
-    tail_log.init_app(app)
+    tail_log.init_app(app, config.TAIL_LOG_TTL)
     openapi.init_app(app)
     ops.init_app(app)
     dashboard.init_app(app, config)

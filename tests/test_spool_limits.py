@@ -107,7 +107,7 @@ def test_the_database_is_tried_again_one_back_off_after_the_last_real_failure_ho
     backend, tmp_path, monkeypatch
 ):
     clock = Clock()
-    monkeypatch.setattr(pipeline.time, "monotonic", clock)
+    monkeypatch.setattr("time.monotonic", clock)  # the breaker's clock
     database = backend.engine()
     register_profile(database)
     unreachable = create_engine(UNREACHABLE_DATABASE, connect_timeout=1)

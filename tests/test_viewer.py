@@ -323,7 +323,7 @@ def test_every_form_shows_a_changed_report_author_or_tester_at_once(viewer_app, 
 
 def test_the_viewer_pool_keeps_a_connection_for_every_thread(config):
     """Bug: the default pool (5) opened and closed a connection for every request beyond
-    five at once, each a new TLS context for pymysql: ~20 % of the read API's CPU."""
+    five at once, each a new TLS context for pymysql (its cost: bench/RESULTS.md)."""
     import threading
 
     application = create_viewer_app(config)
