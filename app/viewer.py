@@ -24,7 +24,7 @@ from schemas.metabase import DISTFILE_PREFIX
 from schemas.metabase_view import default_distfile, text_report, to_metabase_struct
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
-from storage.report_view import Found, find_report
+from storage.report_view import ViewedReport, find_report
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def os_long_name(osname: str) -> str:
     return OS_NAMES.get((osname or "").lower(), osname or "")
 
 
-def distfile_of(found: Found) -> str:
+def distfile_of(found: ViewedReport) -> str:
     """``AUTHOR/File-1.0.tar.gz``: from uploads, else the submission's own resource."""
     doc = found.row["report"]
     if found.author:
@@ -85,7 +85,7 @@ def _display(text: str | None) -> str:
     return html.unescape(text or "")
 
 
-def page_context(found: Found) -> dict:
+def page_context(found: ViewedReport) -> dict:
     """Everything the report page shows (escaping is left to the template)."""
     doc = found.row["report"]
     distfile = distfile_of(found)
@@ -120,7 +120,7 @@ def page_context(found: Found) -> dict:
     }
 
 
-def legacy_json(found: Found) -> dict:
+def legacy_json(found: ViewedReport) -> dict:
     """``{"success": "1", "result": ...}`` as the real upstream sample has it."""
     creator = found.row.get("creator")
     struct = to_metabase_struct(found.row["report"], distfile_of(found), creator)
@@ -134,7 +134,7 @@ def _flag(name: str) -> bool:
 FORMS = {"json": "application/json", "raw": "text/html; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-def _render(found: Found, form: str) -> str:
+def _render(found: ViewedReport, form: str) -> str:
     if form == "json":
         return json.dumps(legacy_json(found), ensure_ascii=False)
     return render_template("viewer/report.html", raw=form == "raw", **page_context(found))
@@ -165,7 +165,7 @@ def view_report(ident: str):
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     response = Response(_render(found, form), content_type=FORMS[form])
-    response.headers["Cache-Control"] = read_side.found_report(services.settings)
+    response.headers["Cache-Control"] = read_side.found_page_cache_control(services.settings)
     response.add_etag()
     return response.make_conditional(request)
 
@@ -186,7 +186,7 @@ def release_analysis_page(dist: str, version: str):
         return response
     page = render_template("viewer/analysis.html", a=result, top=result["factors"][:15])
     response = Response(page, content_type=FORMS["html"])
-    response.headers["Cache-Control"] = read_side.read_api_answer(services.settings)
+    response.headers["Cache-Control"] = read_side.read_api_cache_control(services.settings)
     response.add_etag()
     return response.make_conditional(request)
 

@@ -2,8 +2,9 @@
 
 Used by the web app for every submission and by the spool drainer for submissions that
 arrived while the database was away, so both take exactly the same path. A submission
-is durable when :meth:`Intake.submit_metabase` or :meth:`Intake.submit_v3` returns:
-committed to ``test_report``, or fsynced to the spool.
+is durable when :meth:`SubmissionPipeline.submit_metabase` or
+:meth:`SubmissionPipeline.submit_v3` returns: committed to ``test_report``, or fsynced to
+the spool.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-class Intake:
+class SubmissionPipeline:
     """Everything a submission needs: the database, Redis, the spool and the auth policy."""
 
     def __init__(

@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import settings
 from app import create_app
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing.contract import SERIALIZER, connect, job_id, report_queue
 from storage.tables import test_report
@@ -36,7 +36,7 @@ def app_without_database(config):
 def intake(config, backend):
     """An intake on the real backend sharing the spool directory (what the sweeper runs)."""
     engine = backend.engine()
-    yield Intake(engine, connect(backend.redis_url, timeout=2), Spool(config.SPOOL_DIR))
+    yield SubmissionPipeline(engine, connect(backend.redis_url, timeout=2), Spool(config.SPOOL_DIR))
     engine.dispose()
 
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing.contract import connect, report_queue
 from storage.tables import test_report
@@ -116,7 +116,7 @@ def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_p
     acknowledged = [guid for guid, status in results if status == 201]
     assert {status for _, status in results} <= {201, 503}
     assert Spool(spool_dir).count() > 0, "the outage should have sent submissions to the spool"
-    drainer = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir))
+    drainer = SubmissionPipeline(engine, connect(mariadb.redis_url), Spool(spool_dir))
     counts = drainer.drain_spool()
     assert counts["rejected"] == 0 and counts["remaining"] == 0
     stored = _stored_guids(engine)
@@ -233,7 +233,7 @@ def test_stopping_the_real_mariadb_under_load_loses_no_acknowledged_report(maria
     assert Spool(spool_dir).count() > 0, "the stopped server should have sent submissions to the spool"
     engine.dispose()
     engine = mariadb.engine()
-    counts = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir)).drain_spool()
+    counts = SubmissionPipeline(engine, connect(mariadb.redis_url), Spool(spool_dir)).drain_spool()
     assert counts["rejected"] == 0 and counts["remaining"] == 0
     stored = _stored_guids(engine)
     assert len(stored) == len(set(stored))
