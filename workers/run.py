@@ -42,7 +42,7 @@ def build_worker(
 ):
     """The worker on the reports queue, then the low-priority one, with the settings'
     heartbeat, maintenance and back-off."""
-    config = config or settings.load()
+    config = config or settings.Settings()  # the documented defaults (main passes the loaded settings)
     # The classes time each job into the Redis histogram behind /metrics, log one line per
     # job with its GUID and duration, and wait through Redis and database outages.
     worker_class = ForkingReportWorker if fork else ReportWorker
