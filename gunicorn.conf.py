@@ -1,10 +1,12 @@
-"""gunicorn settings for the web app (``web`` in the Procfile); each overridable by env."""
+"""gunicorn settings for the web app (``web`` in the Procfile), from ``settings`` (HOST,
+PORT, WEB_CONCURRENCY, GUNICORN_*, LOG_LEVEL)."""
 
 import importlib
 import multiprocessing
-import os
 import sys
 from pathlib import Path
+
+import settings
 
 PROJECT = Path(__file__).resolve().parent
 
@@ -31,22 +33,24 @@ def import_project_code(forget_loaded: bool = False) -> None:
 
 import_project_code()
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+_config = settings.load()  # not "config": a gunicorn setting of that name exists
+
+bind = f"{_config.HOST}:{_config.PORT or 8000}"
+workers = _config.WEB_CONCURRENCY or multiprocessing.cpu_count() * 2
+worker_class = _config.GUNICORN_WORKER_CLASS
+threads = _config.GUNICORN_THREADS
 # The Perl client waits up to 60 s; a submission must never take that long.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _config.GUNICORN_TIMEOUT
 keepalive = 5
 # Each worker builds its own app (engine, Redis client) after the fork: never share them.
 preload_app = False
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+accesslog = _config.GUNICORN_ACCESS_LOG or None
 # No control socket: gunicorn 27 puts every master's at ~/.gunicorn/gunicorn.ctl, so the web
 # and viewer groups on one host took the same path, and the first to stop removed the
 # other's. Nothing here uses it (signals do: HUP, TTIN/TTOU, TERM).
 control_socket_disable = True
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _config.LOG_LEVEL.lower()
 
 
 def post_worker_init(worker):

@@ -1,5 +1,7 @@
-"""WSGI entry points for gunicorn: ``wsgi:app`` (intake) and, later, ``wsgi:viewer``."""
+"""WSGI entry point of the submission app for gunicorn: ``wsgi:app`` (the Procfile's
+``web``). The settings are read here, once, and passed down."""
 
+import settings
 from app import create_app
 
-app = create_app()
+app = create_app(settings.load())

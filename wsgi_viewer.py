@@ -2,6 +2,7 @@
 ``viewer``, ``gunicorn_viewer.conf.py``). A module of its own so that viewer workers
 build only the viewer app."""
 
+import settings
 from app import create_viewer_app
 
-viewer = create_viewer_app()
+viewer = create_viewer_app(settings.load())

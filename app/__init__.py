@@ -29,9 +29,8 @@ def _new_app(config: settings_module.Settings) -> Flask:
     return app
 
 
-def create_app(config: settings_module.Settings | None = None) -> Flask:
-    """Build the submission app from ``config`` (default: the environment)."""
-    config = config or settings_module.load()
+def create_app(config: settings_module.Settings) -> Flask:
+    """Build the submission app from ``config`` (the entry point's ``settings.load()``)."""
     app = _new_app(config)
     services = Services.init_app(app, config)
     app.config["MAX_CONTENT_LENGTH"] = services.max_submission_bytes
@@ -39,16 +38,15 @@ def create_app(config: settings_module.Settings | None = None) -> Flask:
     throttle.init_app(app, services.redis, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW)
     legacy_api.init_app(app)
     v3_api.init_app(app)
-    tail_log.init_app(app)
+    tail_log.init_app(app, config.TAIL_LOG_TTL)
     openapi.init_app(app)
     ops.init_app(app)
     dashboard.init_app(app, config)
     return app
 
 
-def create_viewer_app(config: settings_module.Settings | None = None) -> Flask:
+def create_viewer_app(config: settings_module.Settings) -> Flask:
     """Build the report viewer app (report pages, /openapi.json); it never writes."""
-    config = config or settings_module.load()
     app = _new_app(config)
     read_side.init_app(app, config, threads=config.VIEWER_THREADS)
     viewer.init_app(app)
@@ -57,9 +55,8 @@ def create_viewer_app(config: settings_module.Settings | None = None) -> Flask:
     return app
 
 
-def create_read_api_app(config: settings_module.Settings | None = None) -> Flask:
+def create_read_api_app(config: settings_module.Settings) -> Flask:
     """Build the v3 read API app (/v3/summary, /v3/release, /v3/upload, /openapi.json)."""
-    config = config or settings_module.load()
     app = _new_app(config)
     read_side.init_app(app, config, threads=config.READ_API_THREADS)
     read_api.init_app(app)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
+import threading
 import urllib.parse
 
+import cachetools
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, request, send_from_directory
@@ -67,7 +68,8 @@ class BasicAuthGuard:
     def __init__(self, user: str, password_hash: str):
         self.user = user.encode()
         self.password_hash = password_hash
-        self._verified: dict[bytes, float] = {}
+        self._verified = cachetools.TTLCache(maxsize=1000, ttl=AUTH_CACHE_SECONDS)  # keys of checks that passed
+        self._lock = threading.Lock()
 
     def _cache_key(self, user: str, password: str) -> bytes:
         return hashlib.sha256(f"{self.password_hash}\0{user}\0{password}".encode()).digest()
@@ -76,15 +78,15 @@ class BasicAuthGuard:
         if user is None or password is None:
             return False
         key = self._cache_key(user, password)
-        if self._verified.get(key, 0) > time.monotonic():
-            return True
+        with self._lock:
+            if key in self._verified:
+                return True
         # Both comparisons always run, so the time does not tell a wrong user from a wrong password.
         user_ok = hmac.compare_digest(user.encode(), self.user)
         password_ok = check_password_hash(self.password_hash, password)
         if user_ok and password_ok:
-            if len(self._verified) > 1000:
-                self._verified.clear()
-            self._verified[key] = time.monotonic() + AUTH_CACHE_SECONDS
+            with self._lock:
+                self._verified[key] = True
             return True
         return False
 

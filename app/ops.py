@@ -3,20 +3,18 @@
 
 The figures come from :mod:`monitoring.figures` (Redis and the database), so any web
 process on any host shows the same pipeline. Request latency is observed per route in
-this process (prometheus-client; set ``PROMETHEUS_MULTIPROC_DIR`` to add up the gunicorn
+this process (prometheus-flask-exporter; set ``PROMETHEUS_MULTIPROC_DIR`` to add up the gunicorn
 workers of a host); job durations come from the Redis histogram the jobs write.
 """
 
 from __future__ import annotations
 
-import os
-import time
-
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, g, render_template_string, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from flask import Blueprint, Flask, Response, current_app, render_template_string, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_flask_exporter import PrometheusMetrics
 
 from app.errors import json_response
 from app.ops_page import STATUS_TEMPLATE
@@ -27,14 +25,9 @@ from queueing import job_metrics as job_metrics
 
 blueprint = Blueprint("ops", __name__)
 
-REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
-REQUEST_LATENCY = Histogram(
-    "cpt_http_request_duration_seconds",
-    "Time to answer an HTTP request, per route.",
-    ["route", "method", "status"],
-    registry=REQUEST_REGISTRY,
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
+REQUEST_METRICS_KEY = "cpantesters_request_metrics"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Of ``cpt_http_request_duration_seconds`` (seconds); the Perl client gives up at 60 s."""
 
 
 def wants_json() -> bool:
@@ -159,30 +152,27 @@ def metrics():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(_collect(with_history=False), s.redis))
     body = generate_latest(registry)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if s.settings.PROMETHEUS_MULTIPROC_DIR:  # prometheus-client keeps every worker's metrics there
         from prometheus_client import multiprocess
 
         per_host = CollectorRegistry()
         multiprocess.MultiProcessCollector(per_host)
         body += generate_latest(per_host)
     else:
-        body += generate_latest(REQUEST_REGISTRY)
+        body += generate_latest(current_app.extensions[REQUEST_METRICS_KEY])
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
-def _start_timer():
-    g.ops_request_started = time.perf_counter()
-
-
-def _observe(response):
-    started = g.pop("ops_request_started", None)
-    if started is not None:
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(time.perf_counter() - started)
-    return response
+def route(req) -> str:
+    """The request-metrics label of a request: its route's rule, not its path (bounded)."""
+    return req.url_rule.rule if req.url_rule is not None else "<unmatched>"
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
-    app.before_request(_start_timer)
-    app.after_request(_observe)
+    # Request metrics by prometheus-flask-exporter: cpt_http_request_duration_seconds (per
+    # route, method, status), cpt_http_request_total and cpt_http_request_exceptions_total,
+    # in the app's own registry (one app per gunicorn worker; many in a test process).
+    registry = CollectorRegistry(auto_describe=True)
+    PrometheusMetrics(app, path=None, registry=registry, defaults_prefix="cpt", group_by=route, buckets=LATENCY_BUCKETS)
+    app.extensions[REQUEST_METRICS_KEY] = registry

@@ -21,7 +21,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from app import openapi
 from app.errors import JSON_TYPE, json_response
-from app.read_side import read_api_answer, read_services
+from app.read_side import read_api_cache_control, read_services
 from schemas.v3 import GRADES, validation_errors
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
@@ -124,7 +124,7 @@ def _not_found(message: str) -> Response:
 
 
 def _cached(response: Response) -> Response:
-    response.headers["Cache-Control"] = read_api_answer(read_services().settings)
+    response.headers["Cache-Control"] = read_api_cache_control(read_services().settings)
     return response
 
 

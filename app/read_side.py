@@ -45,7 +45,7 @@ def read_services() -> ReadServices:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def found_report(config: settings_module.Settings) -> str:
+def found_page_cache_control(config: settings_module.Settings) -> str:
     """Cache-Control of a found report page: kept by the proxy for ``VIEWER_SHARED_MAX_AGE``
     (the bound on showing a changed tester name or author), then served stale while it is
     refreshed in the background, for a day; browsers revalidate by ETag after ``VIEWER_MAX_AGE``."""
@@ -55,7 +55,7 @@ def found_report(config: settings_module.Settings) -> str:
     )
 
 
-def read_api_answer(config: settings_module.Settings) -> str:
+def read_api_cache_control(config: settings_module.Settings) -> str:
     """Cache-Control of a read-API answer (a list, one release, or "none"): short, since
     the counts move with every processed report."""
     age = config.READ_API_MAX_AGE

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 
 import settings as settings_module
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing import contract as queue
 from storage.engine import create_engine, max_allowed_packet
@@ -33,7 +33,7 @@ class Services:
     engine: sa.Engine
     redis: object
     spool: Spool
-    intake: Intake
+    intake: SubmissionPipeline
     max_submission_bytes: int
 
     @classmethod
@@ -41,7 +41,7 @@ class Services:
         engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
         redis_connection = queue.connect(config.REDIS_URL, timeout=config.REDIS_TIMEOUT)
         spool = Spool(config.SPOOL_DIR)
-        intake = Intake(
+        intake = SubmissionPipeline(
             engine,
             redis_connection,
             spool,

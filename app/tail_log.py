@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import cachetools
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app
 
@@ -20,7 +21,7 @@ from storage.reports import latest_reports
 from storage.uploads import upload_path
 
 tail = Blueprint("tail", __name__)
-CACHE_KEY = "tail_log_cache"
+EXTENSION_KEY = "tail_log"
 
 
 def _field(value) -> str:
@@ -51,36 +52,32 @@ def build_tail_log(engine: sa.Engine, size: int, now: datetime | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-class TailLogCache:
-    """One process's copy of log.txt and when it was built."""
+class TailLog:
+    """One process's log.txt, built at most every ``ttl`` seconds (one build at a time; the
+    requests meanwhile wait for it), and how long it stays fresh."""
 
-    def __init__(self):
-        self.text = ""
-        self.built = -math.inf
-        self.lock = threading.Lock()
+    def __init__(self, ttl: int):
+        self.ttl = ttl
+        cache = cachetools.TTLCache(maxsize=1, ttl=ttl)
+        self._built = cachetools.cached(cache, key=lambda engine, size: size, condition=threading.Condition())(
+            lambda engine, size: (build_tail_log(engine, size), time.monotonic())
+        )
 
-    def get(self, engine: sa.Engine, size: int, ttl: int) -> tuple[str, int]:
+    def get(self, engine: sa.Engine, size: int) -> tuple[str, int]:
         """The text and how many seconds it stays fresh."""
-        with self.lock:
-            age = time.monotonic() - self.built
-            if age >= ttl:
-                self.text = build_tail_log(engine, size)
-                self.built = time.monotonic()
-                age = 0
-            return self.text, max(0, math.ceil(ttl - age))
+        text, built = self._built(engine, size)
+        return text, max(0, math.ceil(self.ttl - (time.monotonic() - built)))
 
 
 @tail.get("/tail/log.txt")
 def log_txt():
     svc = services()
-    text, fresh_for = current_app.extensions[CACHE_KEY].get(
-        svc.engine, svc.settings.TAIL_LOG_SIZE, svc.settings.TAIL_LOG_TTL
-    )
+    text, fresh_for = current_app.extensions[EXTENSION_KEY].get(svc.engine, svc.settings.TAIL_LOG_SIZE)
     response = Response(text, mimetype="text/plain")
     response.headers["Cache-Control"] = f"max-age={fresh_for}, must-revalidate"
     return response
 
 
-def init_app(app: Flask) -> None:
-    app.extensions[CACHE_KEY] = TailLogCache()
+def init_app(app: Flask, ttl: int) -> None:
+    app.extensions[EXTENSION_KEY] = TailLog(ttl)
     app.register_blueprint(tail)

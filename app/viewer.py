@@ -28,7 +28,7 @@ from schemas.reportparse.shape import report_text
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
 from storage.report_facts import load_facts
-from storage.report_view import Found, find_report
+from storage.report_view import ViewedReport, find_report
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def os_long_name(osname: str) -> str:
     return OS_NAMES.get((osname or "").lower(), osname or "")
 
 
-def distfile_of(found: Found) -> str:
+def distfile_of(found: ViewedReport) -> str:
     """``AUTHOR/File-1.0.tar.gz``: from uploads, else the submission's own resource."""
     doc = found.row["report"]
     if found.author:
@@ -89,7 +89,7 @@ def _display(text: str | None) -> str:
     return html.unescape(text or "")
 
 
-def page_context(found: Found) -> dict:
+def page_context(found: ViewedReport) -> dict:
     """Everything the report page shows (escaping is left to the template)."""
     doc = found.row["report"]
     distfile = distfile_of(found)
@@ -178,7 +178,7 @@ def _counts(parsed: ParsedReport) -> str:
     return ", ".join(parts)
 
 
-def parsed_facts(conn, found: Found) -> ParsedReport:
+def parsed_facts(conn, found: ViewedReport) -> ParsedReport:
     """The report's stored facts, or its text parsed now when they are not stored yet (a
     report just submitted, or one read from the legacy cache during a migration)."""
     text = report_text(found.row["report"])
@@ -186,7 +186,7 @@ def parsed_facts(conn, found: Found) -> ParsedReport:
     return stored if stored is not None else parse_report_text(text)
 
 
-def legacy_json(found: Found) -> dict:
+def legacy_json(found: ViewedReport) -> dict:
     """``{"success": "1", "result": ...}`` as the real upstream sample has it."""
     creator = found.row.get("creator")
     struct = to_metabase_struct(found.row["report"], distfile_of(found), creator)
@@ -200,7 +200,7 @@ def _flag(name: str) -> bool:
 FORMS = {"json": "application/json", "raw": "text/html; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-def _render(found: Found, form: str, parsed: ParsedReport | None) -> str:
+def _render(found: ViewedReport, form: str, parsed: ParsedReport | None) -> str:
     if form == "json":
         return json.dumps(legacy_json(found), ensure_ascii=False)
     facts = facts_context(found.row["report"], parsed) if parsed is not None else None
@@ -233,7 +233,7 @@ def view_report(ident: str):
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     response = Response(_render(found, form, parsed), content_type=FORMS[form])
-    response.headers["Cache-Control"] = read_side.found_report(services.settings)
+    response.headers["Cache-Control"] = read_side.found_page_cache_control(services.settings)
     response.add_etag()
     return response.make_conditional(request)
 
@@ -254,7 +254,7 @@ def release_analysis_page(dist: str, version: str):
         return response
     page = render_template("viewer/analysis.html", a=result, top=result["factors"][:15])
     response = Response(page, content_type=FORMS["html"])
-    response.headers["Cache-Control"] = read_side.read_api_answer(services.settings)
+    response.headers["Cache-Control"] = read_side.read_api_cache_control(services.settings)
     response.add_etag()
     return response.make_conditional(request)
 

@@ -2,8 +2,9 @@
 
 Used by the web app for every submission and by the spool drainer for submissions that
 arrived while the database was away, so both take exactly the same path. A submission
-is durable when :meth:`Intake.submit_metabase` or :meth:`Intake.submit_v3` returns:
-committed to ``test_report``, or fsynced to the spool.
+is durable when :meth:`SubmissionPipeline.submit_metabase` or
+:meth:`SubmissionPipeline.submit_v3` returns: committed to ``test_report``, or fsynced to
+the spool.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import enum
 import hashlib
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import cachetools
 import redis
 import sqlalchemy as sa
 
@@ -29,13 +30,16 @@ from schemas.translate import clean_document, index_columns, iso_z, metabase_to_
 from schemas.v3 import load_new_report
 from storage import users
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
-from storage.outage import REDIS_ERRORS, Outage
+from storage.outage import REDIS_ERRORS, Breaker, Outage
 from storage.reports import Stored, store_report
 
 logger = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 60
 """How long a successful secret check is remembered (an operator's reset applies after this)."""
+
+AUTH_CACHE_SIZE = 10_000
+"""Profiles whose last successful check a process remembers (the least recent go first)."""
 
 DATABASE_BACKOFF_SECONDS = 2.0
 """After a database failure, spool directly for this long instead of waiting on timeouts."""
@@ -103,7 +107,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-class Intake:
+class SubmissionPipeline:
     """Everything a submission needs: the database, Redis, the spool and the auth policy."""
 
     def __init__(
@@ -126,9 +130,12 @@ class Intake:
         # While Redis is away, submissions are not slowed by a try each: one try per
         # back-off step (logged once per outage); the others stay pending for the sweeper.
         self.redis_outage = redis_outage or Outage("redis (enqueue)", logger)
-        self._auth_cache: dict[str, tuple[str, Profile, float]] = {}
+        self._auth_cache = cachetools.TTLCache(
+            maxsize=AUTH_CACHE_SIZE, ttl=AUTH_CACHE_SECONDS
+        )  # guid -> (digest, profile)
         self._lock = threading.Lock()
-        self._database_down_until = 0.0
+        # After a real database failure, submissions go straight to the spool for a while.
+        self.database_breaker = Breaker(DATABASE_BACKOFF_SECONDS)
 
     # -- authentication -------------------------------------------------------------
 
@@ -139,8 +146,9 @@ class Intake:
             raise Unauthorized(f"User {guid} unrecognized")
         guid = credentials.profile_guid.lower()
         digest = hashlib.sha256("\0".join(credentials.secrets).encode("utf-8")).hexdigest()
-        cached = self._auth_cache.get(guid)
-        if cached and cached[0] == digest and cached[2] > time.monotonic():
+        with self._lock:
+            cached = self._auth_cache.get(guid)
+        if cached and cached[0] == digest:
             return cached[1]
         check, user = users.check_secret(self.engine, guid, credentials.secrets, verify=self.auth_enabled)
         if check is users.Check.UNKNOWN:
@@ -151,7 +159,7 @@ class Intake:
             logger.info("profile adopted its first secret profile=%s", guid)
         profile = Profile(guid=guid, fullname=user["fullname"], email=user["email"])
         with self._lock:
-            self._auth_cache[guid] = (digest, profile, time.monotonic() + AUTH_CACHE_SECONDS)
+            self._auth_cache[guid] = (digest, profile)
         return profile
 
     # -- submissions ----------------------------------------------------------------
@@ -214,7 +222,7 @@ class Intake:
         }
 
     def _store(self, guid, build_row, record, credentials, received, from_spool) -> Receipt:
-        if not from_spool and time.monotonic() < self._database_down_until:
+        if not from_spool and self.database_breaker.open:
             # Within the back-off of the last real failure. Only a real failure starts a new
             # back-off: were these submissions to extend it, a steady stream would keep the
             # app spooling long after the database came back, until the spool filled up.
@@ -225,7 +233,7 @@ class Intake:
         except DATABASE_UNAVAILABLE as exc:
             if from_spool:
                 raise
-            self._database_down_until = time.monotonic() + DATABASE_BACKOFF_SECONDS
+            self.database_breaker.trip()
             return self._spool(guid, record, credentials, received, exc)
         if stored is Stored.CONFLICT:
             raise Conflict(f"report {guid} already exists with different content")

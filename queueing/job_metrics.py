@@ -1,27 +1,20 @@
-"""What a processing job reports about itself: one structured log line, the processed
-counter, and its duration in a histogram kept in Redis.
+"""Job durations in a histogram kept in Redis (the monitored workers of ``workers.worker``
+add one per job; ``/metrics`` reads them).
 
 RQ's ``Worker`` forks one work horse per job, so prometheus-client's multiprocess mode
 would leave one file per job process behind. Instead the job adds its duration to a
 Redis hash (one pipelined round trip), and ``/metrics`` exposes that hash as a Prometheus
 histogram: right whichever hosts the workers run on, and nothing grows per process.
-
-A job calls :func:`report_processed` once per report (or wraps its work in
-:func:`timed_report`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import time
 
 import redis
 
-from queueing import counters
-
-logger = logging.getLogger("workers.processed")
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "cpt:hist:job_seconds"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -53,26 +46,6 @@ def observe(connection: redis.Redis, seconds: float, outcome: str = "done") -> N
         pipe.execute()
     except redis.RedisError as exc:
         logger.debug("job duration not recorded error=%s", exc)
-
-
-def report_processed(connection: redis.Redis, guid: str, outcome: str, seconds: float) -> None:
-    """The one line per processed report (GUID, outcome, duration), the counter and the histogram."""
-    logger.info("processed guid=%s outcome=%s ms=%.1f", guid, outcome, seconds * 1000)
-    counters.record(connection, counters.PROCESSED)
-    observe(connection, seconds, outcome)
-
-
-@contextlib.contextmanager
-def timed_report(connection: redis.Redis, guid: str):
-    """Time the body; it sets ``outcome["outcome"]`` (default ``done``; ``error`` if it raises)."""
-    outcome = {"outcome": "done"}
-    started = time.perf_counter()
-    try:
-        yield outcome
-    except BaseException:
-        report_processed(connection, guid, "error", time.perf_counter() - started)
-        raise
-    report_processed(connection, guid, outcome["outcome"], time.perf_counter() - started)
 
 
 def histograms(connection: redis.Redis) -> dict[str, dict]:

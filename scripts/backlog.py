@@ -204,6 +204,10 @@ def main(argv=None) -> int:
     redis = None if (args.process or args.dry_run) else queue.connect(config.REDIS_URL)
     if args.enrich:
         return enrich_main(args, engine, redis)
+    if args.process:
+        from workers import jobs
+
+        jobs.configure(config)  # the jobs run in this process
     totals = {"reports": 0, "batches": 0, "failed": 0}
     with tqdm(total=0, unit="id", disable=args.no_progress, file=sys.stderr, desc="scanning") as progress:
         guids = iter(args.guid) if args.guid else unprocessed(engine, args.ids, args.since, args.until, progress)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 import settings
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing import contract as queue
 from storage.engine import create_engine
@@ -47,16 +47,16 @@ class Outages:
         return self.redis.down or self.database.down
 
 
-def build(config: settings.Settings) -> Intake:
+def build(config: settings.Settings) -> SubmissionPipeline:
     engine = create_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT)
     connection = queue.connect(config.REDIS_URL, timeout=5)
-    return Intake(
+    return SubmissionPipeline(
         engine, connection, Spool(config.SPOOL_DIR), auth_enabled=config.auth_enabled, job_timeout=config.JOB_TIMEOUT
     )
 
 
 def run_once(
-    intake: Intake, config: settings.Settings, sweep_too: bool = True, outages: Outages | None = None
+    intake: SubmissionPipeline, config: settings.Settings, sweep_too: bool = True, outages: Outages | None = None
 ) -> float | None:
     """One drain of the spool and (with ``sweep_too``) one sweep. Returns None when both
     services answered, else the seconds to wait before trying again."""

@@ -98,6 +98,36 @@ class Settings:
         "Reverse proxies (nginx) in front of the apps whose X-Forwarded-For/-Proto/-Host/-Port they trust"
         " (werkzeug ProxyFix); 0 when clients reach gunicorn directly.",
     )
+    HOST: str = setting(
+        "0.0.0.0",
+        "Address the gunicorn groups (web, viewer, read API) listen on; `make run` uses 127.0.0.1 unless set.",
+    )
+    PORT: int = setting(
+        0, "Port of a gunicorn group; 0 for the group's own default (web 8000, viewer 8001, read API 8002)."
+    )
+    WEB_CONCURRENCY: int = setting(0, "Worker processes of the web (submission) gunicorn group; 0 for two per CPU.")
+    GUNICORN_WORKER_CLASS: str = setting("sync", "gunicorn worker class of the web group.")
+    GUNICORN_THREADS: int = setting(1, "Threads per web worker (with a threaded GUNICORN_WORKER_CLASS).")
+    GUNICORN_TIMEOUT: int = setting(
+        30, "Seconds a web worker may spend on one request (the Perl client waits up to 60 s)."
+    )
+    GUNICORN_ACCESS_LOG: str = setting(
+        "", "Where the gunicorn groups write their access log (`-` for stdout); empty for none."
+    )
+    VIEWER_WORKERS: int = setting(0, "Worker processes of the viewer gunicorn group; 0 for one per CPU.")
+    VIEWER_TIMEOUT: int = setting(30, "Seconds a viewer worker may spend on one request.")
+    VIEWER_NICE: int = setting(
+        10,
+        "Niceness of the viewer's workers: renders of pages nobody asked for lately take the CPU only when"
+        " submissions and the read API leave it; 0 shares it evenly.",
+    )
+    READ_API_WORKERS: int = setting(0, "Worker processes of the read-API gunicorn group; 0 for one per CPU.")
+    READ_API_TIMEOUT: int = setting(60, "Seconds a read-API worker may spend on one request (a long list streams).")
+    PROMETHEUS_MULTIPROC_DIR: str = setting(
+        "",
+        "An empty directory (cleared at start) where prometheus-client keeps each gunicorn worker's request"
+        " metrics, so that /metrics adds up the workers of a host; empty: each process its own.",
+    )
     ADMIN_USER: str = setting("admin", "User name for `/dashboard` (HTTP Basic).")
     ADMIN_PASSWORD_HASH: str = setting(
         "",

@@ -9,13 +9,13 @@ Text columns of the legacy Latin-1 tables hold UTF-8 bytes: they are read as byt
 from __future__ import annotations
 
 import logging
-import time
 from functools import lru_cache
 
 import sqlalchemy as sa
 
 from schemas.legacy import Converted, LegacyRowError, Profile, convert_row, profile_from_row
 from storage.engine import create_engine
+from storage.outage import Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -133,29 +133,26 @@ FALLBACK_RETRY_SECONDS = 30.0
 """After the legacy database failed to answer, the fallback is skipped this long: a
 firewalled host would otherwise hold a reader thread for the connect timeout on every
 not-found view, taking threads from the views of migrated reports."""
-_down_until: dict[str, float] = {}
 
 
-def _legacy_down(url: str) -> bool:
-    return _down_until.get(url, 0.0) > time.monotonic()
-
-
-def _mark_down(url: str) -> None:
-    _down_until[url] = time.monotonic() + FALLBACK_RETRY_SECONDS
+@lru_cache(maxsize=4)
+def fallback_breaker(url: str) -> Breaker:
+    """The circuit breaker of the legacy database at ``url`` (one per process)."""
+    return Breaker(FALLBACK_RETRY_SECONDS)
 
 
 def legacy_guid_of_id(url: str | None, report_id: int) -> str | None:
     """The GUID of a legacy ``cpanstats`` id (the viewer's numeric URLs) while the
     cpanstats rows are not copied yet; None when no URL is configured, the id is unknown
     or the legacy database does not answer (logged)."""
-    if not url or _legacy_down(url):
+    if not url or fallback_breaker(url).open:
         return None
     stats = sa.table("cpanstats", sa.column("id"), sa.column("guid"))
     try:
         with _fallback_engine(url).connect() as conn:
             guid = conn.execute(sa.select(stats.c.guid).where(stats.c.id == report_id)).scalar()
     except sa.exc.SQLAlchemyError as exc:
-        _mark_down(url)
+        fallback_breaker(url).trip()
         logger.warning("legacy fallback unavailable id=%s error=%s", report_id, exc.__class__.__name__)
         return None
     return guid.lower() if isinstance(guid, str) else None
@@ -166,13 +163,13 @@ def legacy_fallback(url: str | None, guid: str) -> dict | None:
     the legacy cache at ``url``; None when no URL is configured, the row is unknown or the
     legacy database does not answer (logged; then not asked again for
     :data:`FALLBACK_RETRY_SECONDS`)."""
-    if not url or _legacy_down(url):
+    if not url or fallback_breaker(url).open:
         return None
     try:
         with _fallback_engine(url).connect() as conn:
             converted = fetch_legacy_report(conn, guid)
     except sa.exc.SQLAlchemyError as exc:
-        _mark_down(url)
+        fallback_breaker(url).trip()
         logger.warning("legacy fallback unavailable guid=%s error=%s", guid, exc.__class__.__name__)
         return None
     return None if converted is None else converted.row

@@ -27,6 +27,31 @@ DEFAULT_CAP = 10.0
 """Longest wait between two attempts (``OUTAGE_BACKOFF_MAX``)."""
 
 
+class Breaker:
+    """A circuit breaker in its simplest form: after a failure (:meth:`trip`) the protected
+    call is skipped for ``seconds`` (:attr:`open`), then tried again; a new failure opens it
+    again. Calls skipped while it is open never extend it.
+
+    Not pybreaker: its breaker holds one lock around every protected call, so the threads of
+    a viewer or web process would wait for each other's database call.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._until = 0.0
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + self.seconds
+
+    def reset(self) -> None:
+        """Close it now (the next call is tried)."""
+        self._until = 0.0
+
+
 class Outage:
     """One service's outage state: when it began, how many attempts failed, the next wait.
 

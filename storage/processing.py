@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from schemas import processing as rules
+from schemas import summary_rules
 from storage.engine import create_engine, normalise_url
 from storage.reports import read_document
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
@@ -133,7 +133,7 @@ class Batch:
         seen.update(known)  # read committed rows: they are never deleted
         missing = []
         for version in sorted(versions - known):
-            row = rules.perl_version(version)
+            row = summary_rules.perl_version(version)
             missing.append({"version": row.version, "perl": row.perl, "patch": row.patch, "devel": row.devel})
         if missing:
             insert_missing(self.conn, perl_version, missing, ["version"])
@@ -161,7 +161,7 @@ class Batch:
         missing = [key for key in releases if key not in found]
         if missing:
             logger.info("creating %d provisional uploads, e.g. dist=%s version=%s", len(missing), *missing[0])
-            provisional = {"type": rules.PROVISIONAL_UPLOAD, "author": "", "filename": "", "released": 0}
+            provisional = {"type": summary_rules.PROVISIONAL_UPLOAD, "author": "", "filename": "", "released": 0}
             insert_missing(
                 self.conn,
                 uploads,
@@ -197,7 +197,7 @@ class Batch:
             elif self.skip_done and row["state"] in DONE_STATES:
                 self.outcomes[guid] = Outcome(row["state"])
                 self.unchanged.add(guid)
-            elif not rules.is_counted(row["language"]):
+            elif not summary_rules.is_counted(row["language"]):
                 self.uncount(row["guid"])
                 self.outcomes[guid] = Outcome.SKIPPED
             else:
@@ -212,11 +212,11 @@ class Batch:
         values = []
         for row in rows:
             upload = releases[(row["dist"], row["version"])]
-            values.append((rules.cpanstats_values(row, upload.uploadid), upload.type))
+            values.append((summary_rules.cpanstats_values(row, upload.uploadid), upload.type))
         stats_ids, had = self.upsert_stats([v for v, _ in values])
         wanted = {}
         for stats, upload_type in values:
-            flags = rules.release_flags(stats["version"], stats["perl"], upload_type)
+            flags = summary_rules.release_flags(stats["version"], stats["perl"], upload_type)
             stats_id = stats_ids[stats["guid"]]
             wanted[stats_id] = {
                 "dist": stats["dist"],
@@ -227,7 +227,7 @@ class Batch:
                 "distmat": flags.distmat,
                 "perlmat": flags.perlmat,
                 "patched": flags.patched,
-                **rules.grade_counts(stats["state"]),
+                **summary_rules.grade_counts(stats["state"]),
                 "uploadid": stats["uploadid"],
             }
         new = [wanted[i] for i in sorted(wanted) if i not in had]

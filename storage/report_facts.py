@@ -402,7 +402,8 @@ def enrich_stale(engine: sa.Engine, low: int, high: int, batch: int = 250) -> in
 # -- reading them back -----------------------------------------------------------------------
 
 
-def _strings_by_id(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
+def strings_by_id(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
+    """The interned strings of these ids (what :func:`intern_strings` gave them)."""
     found: dict[int, str] = {}
     ordered = sorted(ids)
     for chunk in _chunks(ordered):
@@ -434,7 +435,7 @@ def load_facts(conn: sa.Connection, report_id: int, text: str) -> ParsedReport |
     wanted.update(name for name, _start, _end in spans)
     if row["user_agent"] is not None:
         wanted.add(row["user_agent"])
-    strings = _strings_by_id(conn, wanted)
+    strings = strings_by_id(conn, wanted)
 
     def pairs_of(column: str) -> dict[str, str]:
         found = items.get(row[column], []) if row[column] is not None else []

@@ -22,7 +22,7 @@ MAX_NUMERIC_ID = 2**32 - 1
 
 
 @dataclass
-class Found:
+class ViewedReport:
     """A stored report (``row["report"]`` its v3 document) with the details that can
     change after it was stored: the author from ``uploads`` and the tester's profile."""
 
@@ -75,7 +75,7 @@ def guid_of(conn: sa.Connection, ident: str, legacy_url: str | None = None) -> s
     return guid.lower() if guid else None
 
 
-def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) -> Found | None:
+def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) -> ViewedReport | None:
     """The report named by a GUID or a numeric cpanstats id, with its document, or None.
 
     With ``legacy_url`` (a migration is running), a report not in ``test_report`` yet is
@@ -90,13 +90,13 @@ def find_report(conn: sa.Connection, ident: str, legacy_url: str | None = None) 
     if stored is not None:
         row = dict(stored._mapping)
         row["report"] = read_document(conn, row)
-        return Found(row, stored.author or None, stored.upload_filename or None, stored.fullname, stored.email)
+        return ViewedReport(row, stored.author or None, stored.upload_filename or None, stored.fullname, stored.email)
     row = legacy_fallback(legacy_url, guid)
     if row is None:
         return None
     upload = conn.execute(UPLOAD_OF_RELEASE, {"dist": row["dist"], "version": row["version"]}).first()
     tester = conn.execute(PROFILE_OF_CREATOR, {"resource": row["creator"]}).first() if row.get("creator") else None
-    return Found(
+    return ViewedReport(
         row=dict(row),
         author=(upload.author or None) if upload else None,
         upload_filename=(upload.filename or None) if upload else None,

@@ -8,13 +8,15 @@ its large blocks once in ``report_block`` by SHA-256, the rest compressed in ``r
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import cachetools
 import sqlalchemy as sa
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -40,26 +42,25 @@ def decode_document(text: str) -> dict:
     return json.loads(text)
 
 
-class _Cache(OrderedDict):
-    """A small LRU of immutable blocks (content-addressed, so safe across databases)."""
+class BlockCache:
+    """A small LRU of immutable blocks, bounded in bytes (content-addressed, so safe across
+    databases); shared by the threads of a process."""
 
     def __init__(self, max_bytes: int):
-        super().__init__()
-        self.max_bytes, self.size = max_bytes, 0
+        self._lru = cachetools.LRUCache(maxsize=max_bytes, getsizeof=len)
+        self._lock = threading.Lock()
 
-    def put(self, key: bytes, value) -> None:
-        if key in self:
-            self.move_to_end(key)
-            return
-        self[key] = value
-        self.size += len(value)
-        while self.size > self.max_bytes:
-            _, old = self.popitem(last=False)
-            self.size -= len(old)
+    def get(self, digest: bytes):
+        with self._lock:
+            return self._lru.get(digest)
+
+    def put(self, digest: bytes, value) -> None:
+        with self._lock, contextlib.suppress(ValueError):  # ValueError: larger than the whole cache
+            self._lru[digest] = value
 
 
-_COMPRESSED_BLOCKS = _Cache(16 * 1024 * 1024)
-_BLOCK_TEXTS = _Cache(32 * 1024 * 1024)
+_COMPRESSED_BLOCKS = BlockCache(16 * 1024 * 1024)
+_BLOCK_TEXTS = BlockCache(32 * 1024 * 1024)
 """Bounded: a long-running process (a worker, a migration) stays at a flat size."""
 
 SIGHTINGS_LIMIT = 400_000
@@ -234,7 +235,7 @@ def read_document(conn: sa.Connection, row) -> dict:
         return decode_document(row["report"])
     report_z = bytes(row["report_z"])
     digests = report_codec.block_digests(report_z)
-    texts = {d: _BLOCK_TEXTS[d] for d in digests if d in _BLOCK_TEXTS}
+    texts = {d: text for d in digests if (text := _BLOCK_TEXTS.get(d)) is not None}
     missing = [d for d in digests if d not in texts]
     if missing:
         query = sa.select(report_block.c.digest, report_block.c.body).where(report_block.c.digest.in_(missing))

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from schemas import processing as rules
+from schemas import summary_rules
 from schemas.uploads import Release
 from storage.processing import COUNTS, SUMMARY_KEY, apply_summary_delta, deadlock_retry
 from storage.tables import release_data, uploads
@@ -85,9 +85,9 @@ def _set_upload(conn: sa.Connection, uploadid: int, values: dict, old_type: str)
     ).scalar_one()
     conn.execute(uploads.update().where(uploads.c.uploadid == uploadid).values(values))
     new_type = values.get("type", locked)
-    if rules.oncpan(new_type) != rules.oncpan(old_type):
+    if summary_rules.oncpan(new_type) != summary_rules.oncpan(old_type):
         logger.info("upload %s: %s -> %s", uploadid, old_type, new_type)
-    return refile_release(conn, uploadid, rules.oncpan(new_type))
+    return refile_release(conn, uploadid, summary_rules.oncpan(new_type))
 
 
 @deadlock_retry

@@ -19,7 +19,6 @@ deletes the namespaces, whatever state the farm is in.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import http.client
 import os
@@ -38,7 +37,7 @@ import sqlalchemy as sa
 
 from storage.engine import create_engine
 from storage.migrate import upgrade
-from tests import netns
+from tests import netns, polling
 from tests.helpers import register_profile
 from tests.processes import ROOT, environment
 
@@ -92,16 +91,8 @@ def utc(timestamp: float) -> datetime:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something true; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            result = predicate()
-            if result:
-                return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something true (an error counts as "not yet")."""
+    return polling.wait_for(predicate, timeout, what, interval, retry_on=(Exception,))
 
 
 def port_open(address: str, port: int) -> bool:

@@ -62,16 +62,18 @@ def client(app):
 
 
 @pytest.fixture
-def db(backend, monkeypatch):
-    """The backend's engine, with the jobs (which read the environment) pointed at it too."""
+def db(backend, config, monkeypatch):
+    """The backend's engine, with the jobs run in this process configured for it, and the
+    environment of an operator's command run in the test (``scripts.*.main``) pointing at it."""
     from workers import jobs
 
+    jobs.configure(config)
     monkeypatch.setenv("DATABASE_URL", backend.database_url)
     monkeypatch.setenv("REDIS_URL", backend.redis_url)
     engine = backend.engine()
     yield engine
     engine.dispose()
-    jobs.engine().dispose()
+    jobs.configure(None)
 
 
 @pytest.fixture

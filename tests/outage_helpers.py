@@ -8,12 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
 
 from tests.backends import free_port
+from tests.polling import wait_for
 from tests.processes import ROOT, wait_for_port
 
 
@@ -76,18 +76,6 @@ class ThrowawayRedis:
 
     def close(self) -> None:
         self.kill()
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something true, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 SHORT_SETTINGS = {

@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
+
+from tests.polling import wait_for
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def process_then_kill_redis(guid: str, redis_pid: int, redis_port: int, marker: str) -> str:
@@ -17,10 +23,5 @@ def process_then_kill_redis(guid: str, redis_pid: int, redis_port: int, marker: 
     if not Path(marker).exists():  # only the first run: the re-run must be able to finish
         Path(marker).write_text(str(os.getpid()))
         os.kill(redis_pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # until nothing listens: the worker's next call fails
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", redis_port)) != 0:
-                    break
-            time.sleep(0.05)
+        wait_for(lambda: not listening(redis_port), 10, "the killed Redis to stop listening", interval=0.05)
     return outcome

@@ -6,11 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.backends import free_port
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,28 +23,20 @@ def environment(**values) -> dict:
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    wait_for(listening, timeout, f"something to listen on {port}", retry_on=(OSError,))
 
 
 def wait_for_answer(port: int, timeout: float = 60) -> None:
     """Poll until a worker answers HTTP (gunicorn's master listens before its workers have
     booted, seconds later on a busy machine: a test's fault timers start after this)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if send_raw(port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 5).startswith(b"HTTP/"):
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"no worker answered on {port}")
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    wait_for(
+        lambda: send_raw(port, request, 5).startswith(b"HTTP/"), timeout, f"a worker on {port}", retry_on=(OSError,)
+    )
 
 
 @contextmanager

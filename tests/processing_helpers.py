@@ -17,6 +17,27 @@ from schemas.translate import index_columns, iso_z
 from storage.reports import insert_reports, store_report
 from storage.tables import cpanstats, release_data, release_summary, test_report
 
+
+def statements_running(engine: sa.Engine, statement: str = "") -> int:
+    """How many other sessions on this database are in a statement (``statement...``, if
+    given): on a test that holds a lock, the ones waiting for it. Always 0 on SQLite."""
+    if engine.dialect.name != "mysql":
+        return 0
+    query = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        " WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE :q"
+    )
+    with engine.connect() as conn:
+        return conn.execute(sa.text(query), {"q": statement + "%"}).scalar_one()
+
+
+def held_mid_transaction(engine: sa.Engine) -> bool:
+    """Whether a started job now waits for the lock a test holds. On SQLite the job's
+    transaction waits at its BEGIN IMMEDIATE for the test's: nothing to observe, and
+    nothing it could have written yet."""
+    return engine.dialect.name != "mysql" or statements_running(engine) > 0
+
+
 FIXTURE = Path(__file__).parent / "fixtures" / "v3-perl5-valid.json"
 PERL6_FIXTURE = Path(__file__).parent / "fixtures" / "v3-perl6-valid.json"
 

@@ -18,9 +18,6 @@ from tests import backends, chaos_farm, chaos_scenario, netns
 
 pytestmark = [pytest.mark.chaos, pytest.mark.system, pytest.mark.timeout(900)]
 
-SERVICE_HEAL_BOUND = 60
-"""Seconds within which the backlog must be processed after Redis or MariaDB comes back."""
-
 FARM = chaos_farm.FarmConfig(
     worker_hosts=2,
     workers_per_host=2,
@@ -31,9 +28,11 @@ FARM = chaos_farm.FarmConfig(
     env=chaos_farm.SHORT_SETTINGS,
 )
 
-WORKER_HEAL_BOUND = FARM.heartbeat_timeout + 30
-"""A killed or cut-off worker's job waits for the heartbeat timeout, then RQ's maintenance
-(every 5 s here) retries it after the first retry interval (10 s)."""
+HEAL_DEADLINE = FARM.heartbeat_timeout + 40
+"""How long the scenario waits for each fault to heal: a killed or cut-off worker's job
+waits for the heartbeat timeout, then RQ's maintenance (every 5 s here) retries it after
+the first retry interval (10 s). The heal times themselves are benchmark output
+(``python -m bench.chaos``, bench/RESULTS.md)."""
 
 PLAN = chaos_scenario.Plan(
     rate=30,
@@ -42,7 +41,7 @@ PLAN = chaos_scenario.Plan(
     cut=FARM.heartbeat_timeout + 5,
     spool_outage=8,
     settle=2,
-    heal_limit=WORKER_HEAL_BOUND + 10,
+    heal_limit=HEAL_DEADLINE,
     drain_limit=60,
     senders=32,
     overlap_worker_faults=True,
@@ -124,15 +123,15 @@ def test_no_process_of_the_farm_exits_by_itself(outcome):
 
 
 @pytest.mark.parametrize("fault", ["Redis restart", "MariaDB restart", "spool full"])
-def test_the_backlog_is_processed_within_60_seconds_of_a_service_coming_back(outcome, fault):
+def test_the_backlog_is_processed_after_a_service_comes_back(outcome, fault):
     (found,) = [f for f in outcome.faults if fault in f.name]
-    assert found.heal_seconds is not None and found.heal_seconds <= SERVICE_HEAL_BOUND, found.notes
+    assert found.healed, found.notes
 
 
 @pytest.mark.parametrize("fault", ["killed", "link cut"])
-def test_a_lost_worker_s_job_is_done_again_within_the_heartbeat_timeout(outcome, fault):
+def test_a_lost_worker_s_job_is_done_again_after_the_heartbeat_timeout(outcome, fault):
     (found,) = [f for f in outcome.faults if fault in f.name]
-    assert found.heal_seconds is not None and found.heal_seconds <= WORKER_HEAL_BOUND, found.notes
+    assert found.healed, found.notes
 
 
 def test_the_link_was_cut_while_a_worker_held_a_started_job_for_longer_than_the_heartbeat_timeout(outcome):

@@ -25,6 +25,7 @@ from storage.tables import test_report
 from tests import captures
 from tests.backends import free_port
 from tests.helpers import register_profile, replay, with_new_guid
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,15 +88,13 @@ def test_ok_when_reports_flow(check, worker_alive):
     assert "workers=1" in line and "waiting=0" in line
 
 
+@pytest.mark.system
 def test_critical_when_the_workers_are_stopped(check, backend):
     env = {**os.environ, "REDIS_URL": backend.redis_url, "DATABASE_URL": backend.database_url}
     worker = subprocess.Popen([sys.executable, "-m", "workers.run", "--name", f"check-test-{os.getpid()}"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while Worker.count(connection=backend.redis()) == 0:
-            assert time.monotonic() < deadline, "the worker did not start"
-            time.sleep(0.1)
+        wait_for(lambda: Worker.count(connection=backend.redis()), 20, "the worker to start")
         assert check(*QUIET_OFF)[0] == OK
     finally:
         worker.terminate()
@@ -174,6 +173,7 @@ def test_the_quiet_time_counts_from_the_first_check_when_nothing_was_ever_counte
     assert check("--quiet-minutes", "1")[0] == CRITICAL
 
 
+@pytest.mark.system
 def test_critical_when_the_database_is_stopped(backend):
     # The shared MariaDB is not stopped: the check is pointed at a port where nothing answers.
     env = {**os.environ, "DATABASE_URL": f"mysql://root@127.0.0.1:{free_port()}/cpanstats",

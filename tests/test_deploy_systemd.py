@@ -16,7 +16,8 @@ import pytest
 
 from queueing.contract import enqueue_report
 from tests import backends
-from tests.outage_helpers import SHORT_SETTINGS, wait_for
+from tests.outage_helpers import SHORT_SETTINGS
+from tests.polling import wait_for
 from tests.processing_helpers import states, store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,6 +33,7 @@ def test_the_import_contracts_hold():
         ("workers/jobs.py", "from monitoring import figures", "workers.jobs -> monitoring.figures"),
         ("intake/pipeline.py", "from workers import sweeper", "intake.pipeline -> workers.sweeper"),
         ("storage/reports.py", "import settings", "storage.reports -> settings"),
+        ("workers/jobs.py", "import settings", "workers.jobs -> settings"),
         ("storage/reports.py", "from intake import pipeline", "storage.reports -> intake.pipeline"),
         ("schemas/translate.py", "from storage import tables", "schemas.translate -> storage.tables"),
         ("queueing/contract.py", "from workers import jobs", "queueing.contract -> workers.jobs"),

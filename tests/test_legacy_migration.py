@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from storage.reports import load_report
 from storage.tables import cpanstats, legacy_migration_error, metabase_user, report_block, test_report
 from tests import backends, legacy_fixtures
 from tests.legacy_fixtures import cpanstats_rows, metabase_rows
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD_GUIDS = {
@@ -175,6 +175,7 @@ def test_a_report_that_arrived_through_the_api_is_not_touched(backend, legacy_ur
     engine.dispose()
 
 
+@pytest.mark.system
 def test_sigkill_mid_run_then_rerun_resumes_without_duplicates_or_changes(backend, legacy_url, tmp_path):
     command = [
         sys.executable, "-m", "scripts.migrate_legacy", "--legacy-url", legacy_url, "--database-url",
@@ -186,17 +187,14 @@ def test_sigkill_mid_run_then_rerun_resumes_without_duplicates_or_changes(backen
     # between two polls).
     process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
     engine = backend.engine()
-    deadline = time.monotonic() + 60
-    count = 0
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def stored() -> int:
         with engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar()
-        if count >= 30:
-            break
-        time.sleep(0.01)
+            return conn.execute(sa.select(sa.func.count()).select_from(test_report)).scalar()
+
+    wait_for(lambda: stored() >= 30 or process.poll() is not None, 60, "30 reports migrated", interval=0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    time.sleep(0.2)
     partial = snapshot(engine)
     assert 0 < len(partial) < 17 + SYNTHETIC_ROWS, "the kill came too late to test anything"
     assert run(legacy_url, backend, "migrate", "--workers", "2", "--quiet", "--skip-tables") == 0
@@ -299,13 +297,10 @@ def test_v3_api_falls_back_to_the_legacy_cache_for_a_guid_not_migrated(backend, 
     app.extensions["cpantesters"].engine.dispose()
 
 
-def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_adds_one(
-    backend, own_legacy_url, monkeypatch
-):
+def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_adds_one(backend, own_legacy_url, config):
     from workers import jobs
 
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
-    monkeypatch.setenv("REDIS_URL", backend.redis_url)
+    jobs.configure(config)
     assert run(own_legacy_url, backend, "migrate", "--workers", "1", "--quiet") == 0
     engine = backend.engine()
     with engine.connect() as conn:
@@ -318,5 +313,5 @@ def test_processing_a_migrated_report_updates_its_legacy_cpanstats_row_never_add
         row = stats.mappings().one()
     assert after == before
     assert (row["perl"], row["state"], row["dist"]) == ("5.16.0 RC0", "pass", "CPAN-Testers-WWW-Statistics")
-    jobs.engine().dispose()
+    jobs.configure(None)
     engine.dispose()

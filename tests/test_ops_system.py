@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -18,6 +17,10 @@ from werkzeug.security import generate_password_hash
 
 from tests import captures, processes
 from tests.helpers import register_profile
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.system
+
 
 PASSWORD = "operator $ecret"
 
@@ -32,10 +35,7 @@ def get(url: str, headers: dict | None = None):
 
 
 def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_for(predicate, timeout, what, interval=0.2)
 
 
 def test_an_operator_sees_reports_flow_and_is_alerted_when_the_worker_stops(backend, tmp_path):

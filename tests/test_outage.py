@@ -8,6 +8,7 @@ import logging
 import pytest
 import redis
 
+import settings
 from storage.engine import DatabaseUnavailable, is_unavailable
 from storage.outage import Outage, is_redis_outage, wait_until
 from tests.backends import free_port
@@ -119,11 +120,13 @@ def test_unreachable_database_errors_are_told_apart_from_errors_of_the_work():
     assert not is_unavailable(ValueError("bad data"))
 
 
-def test_the_report_job_turns_an_unreachable_database_into_database_unavailable(monkeypatch):
+def test_the_report_job_turns_an_unreachable_database_into_database_unavailable():
     from storage.engine import DatabaseUnavailable
     from workers import jobs
 
-    monkeypatch.setenv("DATABASE_URL", f"mysql://root@127.0.0.1:{free_port()}/nowhere")
-    with pytest.raises(DatabaseUnavailable):
-        jobs.process_report("0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01")
-    jobs.engine().dispose()
+    jobs.configure(settings.load({}, DATABASE_URL=f"mysql://root@127.0.0.1:{free_port()}/nowhere"))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            jobs.process_report("0b5c0e0a-1f6e-11f1-9b1d-3c8c0cbd7c01")
+    finally:
+        jobs.configure(None)

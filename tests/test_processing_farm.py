@@ -10,13 +10,29 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from rq import Retry
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from queueing.contract import JOB_FUNCTION, JOB_TIMEOUT, enqueue_report, job_id, report_queue
 from storage.tables import cpanstats, release_data, uploads
-from tests.processing_helpers import GRADES, PERLS, TESTERS, recount, run_jobs, states, store, summary, table_count
+from tests.polling import wait_for
+from tests.processing_helpers import (
+    GRADES,
+    PERLS,
+    TESTERS,
+    held_mid_transaction,
+    recount,
+    run_jobs,
+    states,
+    store,
+    summary,
+    table_count,
+)
+
+pytestmark = pytest.mark.system
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,11 +111,8 @@ def test_a_worker_killed_mid_job_loses_nothing(backend, db):
     worker = start_worker(backend)
     try:
         started = StartedJobRegistry(queue=queue)
-        deadline = time.monotonic() + 30
-        while job_id(guid) not in started.get_job_ids():
-            assert time.monotonic() < deadline, "the worker never started the job"
-            time.sleep(0.1)
-        time.sleep(0.5)
+        wait_for(lambda: job_id(guid) in started.get_job_ids(), 30, "the worker to start the job")
+        wait_for(lambda: held_mid_transaction(db), 30, "the job to wait for the held lock")
         power_cut(worker)  # in the middle of the transaction
     finally:
         transaction.rollback()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +16,17 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from queueing.contract import enqueue_report, job_id, report_queue
 from storage import processing
 from storage.tables import cpanstats, release_data, release_summary, report_block, test_report, uploads
-from tests.processing_helpers import recount, run_jobs, states, store, summary, table_count
+from tests.polling import wait_for
+from tests.processing_helpers import (
+    held_mid_transaction,
+    recount,
+    run_jobs,
+    statements_running,
+    states,
+    store,
+    summary,
+    table_count,
+)
 from tests.test_processing_farm import power_cut, start_worker
 from workers import jobs, sweeper
 
@@ -32,7 +42,8 @@ def add_release(engine: sa.Engine) -> None:
         )
 
 
-def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, db, monkeypatch):
+@pytest.mark.system
+def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, db, time_machine):
     guids = [store(db, grade=grade) for grade in ("pass", "fail", "fail")]
     add_release(db)
     redis = backend.redis()
@@ -47,12 +58,8 @@ def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, 
     worker = start_worker(backend)
     started = StartedJobRegistry(queue=queue)
     try:
-        deadline = time.monotonic() + 30
-        while not started.get_job_ids():
-            assert time.monotonic() < deadline, "the worker never started a job"
-            time.sleep(0.1)
-        (stranded,) = started.get_job_ids()
-        time.sleep(0.5)
+        (stranded,) = wait_for(started.get_job_ids, 30, "the worker to start a job")
+        wait_for(lambda: held_mid_transaction(db), 30, "the job to wait for the held lock")
         power_cut(worker)  # in the middle of the transaction
     finally:
         transaction.rollback()
@@ -64,8 +71,7 @@ def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, 
 
     # The sweeper sees the dead worker's job (its heartbeat is older than the limit) and
     # queues it again; the reports whose jobs are still queued are left alone.
-    monkeypatch.setattr(sweeper, "STALE_HEARTBEAT_SECONDS", 1)
-    time.sleep(1.5)
+    time_machine.move_to(datetime.now(UTC) + timedelta(seconds=sweeper.STALE_HEARTBEAT_SECONDS + 1))
     assert sweeper.sweep(db, redis, grace_seconds=0) == 1
     assert stranded in queue.get_job_ids()
     assert sweeper.sweep(db, redis, grace_seconds=0) == 0  # now live: not queued twice
@@ -88,13 +94,8 @@ def test_the_sweeper_brings_back_the_report_of_a_worker_killed_mid_job(backend, 
 
 
 def waiting_for_state(engine: sa.Engine) -> bool:
-    """Whether a session of this database is in the job's last statement (its state)."""
-    query = sa.text(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-        " WHERE db = DATABASE() AND info LIKE 'UPDATE test_report SET state=%'"
-    )
-    with engine.connect() as conn:
-        return conn.execute(query).scalar_one() > 0
+    """Whether the job is in its last statement (its state), which waits for the blocker's lock."""
+    return statements_running(engine, "UPDATE test_report SET state=") > 0
 
 
 def test_a_real_innodb_deadlock_reruns_the_job_transaction(backend, db, monkeypatch):
@@ -129,24 +130,22 @@ def test_a_real_innodb_deadlock_reruns_the_job_transaction(backend, db, monkeypa
 
     def job():
         try:
-            return jobs.run_transaction(jobs.engine(), [guid])
+            return jobs.run_transaction(jobs.job_engine(), [guid])
         finally:
             done.set()
 
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(job)
         try:
-            deadline = time.monotonic() + 30
-            while not waiting_for_state(db):  # the job waits for the test_report row
+
+            def job_waits() -> bool:  # for the test_report row
                 assert not done.is_set(), f"the job did not wait: {attempts}"
-                assert time.monotonic() < deadline, "the job never waited for the blocker's lock"
-                time.sleep(0.05)
-            time.sleep(0.2)
+                return waiting_for_state(db)
+
+            wait_for(job_waits, 30, "the job to wait for the blocker's lock", interval=0.05)
             # The opposite order: the blocker now wants the job's cpanstats row. Deadlock.
             blocker.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == guid).with_for_update())
-            deadline = time.monotonic() + 10
-            while not attempts and time.monotonic() < deadline:  # the job thread sees it just after
-                time.sleep(0.01)
+            wait_for(lambda: attempts, 10, "the job to see the deadlock", interval=0.01)
             assert attempts[:1] == ["error 1213"]
         finally:
             transaction.rollback()

@@ -1,4 +1,4 @@
-"""The pure derivation rules of processing (schemas/processing.py)."""
+"""The pure derivation rules of processing (schemas/summary_rules.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import processing as rules
+from schemas import summary_rules
 
 
 @pytest.mark.parametrize(
@@ -26,12 +26,12 @@ from schemas import processing as rules
     ],
 )
 def test_tester_is_quoted_name_and_address_with_non_ascii_as_entities(name, email, expected):
-    assert rules.tester(name, email) == expected
+    assert summary_rules.tester(name, email) == expected
 
 
 @given(st.text(), st.one_of(st.none(), st.emails()))
 def test_tester_is_always_ascii(name, email):
-    assert rules.tester(name, email).isascii()
+    assert summary_rules.tester(name, email).isascii()
 
 
 @pytest.mark.parametrize(
@@ -50,12 +50,12 @@ def test_tester_is_always_ascii(name, email):
     ],
 )
 def test_perl_version_rows_follow_the_documented_rules(version, perl, patch, devel):
-    assert rules.perl_version(version) == rules.PerlVersion(version, perl, patch, devel)
+    assert summary_rules.perl_version(version) == summary_rules.PerlVersion(version, perl, patch, devel)
 
 
 @given(st.text(max_size=40))
 def test_perl_version_never_fails(version):
-    row = rules.perl_version(version)
+    row = summary_rules.perl_version(version)
     assert row.patch in (0, 1) and row.devel in (0, 1)
     assert row.perl is None or len(row.perl) <= 32 or not row.perl.isascii()
 
@@ -77,19 +77,19 @@ def test_perl_version_never_fails(version):
     ],
 )
 def test_release_flags(version, perl, upload_type, flags):
-    assert rules.release_flags(version, perl, upload_type) == rules.ReleaseFlags(*flags)
+    assert summary_rules.release_flags(version, perl, upload_type) == summary_rules.ReleaseFlags(*flags)
 
 
 @given(st.sampled_from(["pass", "fail", "na", "unknown"]))
 def test_exactly_one_grade_counts(grade):
-    counts = rules.grade_counts(grade)
+    counts = summary_rules.grade_counts(grade)
     assert sum(counts.values()) == 1 and counts[grade] == 1
 
 
 def test_dates_come_from_the_receipt_time():
     created = datetime(2017, 5, 7, 16, 40, 59)
-    assert (rules.postdate(created), rules.fulldate(created)) == (201705, "201705071640")
+    assert (summary_rules.postdate(created), summary_rules.fulldate(created)) == (201705, "201705071640")
 
 
 def test_only_perl5_is_counted():
-    assert rules.is_counted("Perl 5") and not rules.is_counted("Perl 6")
+    assert summary_rules.is_counted("Perl 5") and not summary_rules.is_counted("Perl 6")

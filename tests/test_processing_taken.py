@@ -33,7 +33,7 @@ def test_jobs_of_reports_taken_along_return_after_a_redis_read(backend, db, monk
     for guid in guids:
         job = Job.fetch(job_id(guid), connection=redis, serializer=SERIALIZER)
         assert job.return_value() == "done"
-        marker = redis.get(jobs._taken_key(guid))
+        marker = redis.get(jobs.taken_key(guid))
         assert (marker is None) == (guid == first)
     assert states(db) == dict.fromkeys(guids, "done")
     assert table_count(db, cpanstats) == 4
@@ -42,7 +42,7 @@ def test_jobs_of_reports_taken_along_return_after_a_redis_read(backend, db, monk
     assert summary(db) == {("CPAN-Testers-WWW-Statistics", "1.06", 1, 1, 1, 1): (2, 1, 1, 0)}
 
     # A duplicate job once the marker is gone: the state, read in the transaction, says done.
-    redis.delete(jobs._taken_key(guids[1]))
+    redis.delete(jobs.taken_key(guids[1]))
     with db.connect() as conn:
         ids = dict(conn.execute(sa.select(cpanstats.c.guid, cpanstats.c.id)).all())
     enqueue_report(redis, guids[1])

@@ -371,12 +371,11 @@ def test_every_read_api_query_is_served_by_an_index_on_mariadb(backend, engine):
 # --- end to end ----------------------------------------------------------------------
 
 
-def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client, viewer, api, backend, monkeypatch):
+def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client, viewer, api, backend, db):
     from tests import captures
     from tests.helpers import register_profile, replay
     from tests.processing_helpers import run_jobs
 
-    monkeypatch.setenv("DATABASE_URL", backend.database_url)
     register_profile(app.extensions["cpantesters"].engine)
     response = replay(client, captures.load("01-ok")[0])
     guid = response.get_json()["guid"]

@@ -170,7 +170,7 @@ def test_long_and_non_ascii_values_are_interned(backend):
     value = "ü🐪" + "x" * 70_000
     ids = facts.intern_strings(engine, [value, "", "Foo::Bar"])
     with engine.connect() as conn:
-        assert facts._strings_by_id(conn, set(ids.values())) == {
+        assert facts.strings_by_id(conn, set(ids.values())) == {
             ids[value]: value,
             ids[""]: "",
             ids["Foo::Bar"]: "Foo::Bar",

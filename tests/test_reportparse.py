@@ -3,8 +3,6 @@ use, on constructed variants (marked as such), and on arbitrary text."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -421,29 +419,6 @@ def test_non_text_input_gives_an_empty_result():
     assert parse_report_text("") == ParsedReport()
 
 
-# -- time --------------------------------------------------------------------------------------
-
-
-def _parse_seconds(text: str) -> float:
-    started = time.perf_counter()
-    parse_report_text(text)
-    return time.perf_counter() - started
-
-
-def forty_thousand_lines() -> str:
-    """A 2 MB report: a real report whose test output is 40,000 lines long."""
-    text = real_report("collector/report-cpan-reporter-1.2020.txt")
-    head, marker, tail = text.partition("All tests successful.")
-    lines = [f"t/generated/{i:05d}-some-long-test-file-name-here.t ............ ok" for i in range(40_000)]
-    return head + "\n".join(lines) + "\n" + marker + tail
-
-
-def test_a_2_mb_40000_line_report_parses_in_under_a_second():
-    text = forty_thousand_lines()
-    assert len(text.splitlines()) > 40_000 and len(text) > 2_000_000
-    assert min(_parse_seconds(text) for _ in range(3)) < 1.0
-
-
 @pytest.mark.parametrize(
     "line",
     [
@@ -461,10 +436,10 @@ def test_a_2_mb_40000_line_report_parses_in_under_a_second():
     ],
     ids=lambda line: repr(line[:12]),
 )
-def test_adversarial_2_mb_lines_parse_in_under_a_second(line):
-    assert min(_parse_seconds(line) for _ in range(2)) < 1.0
-    assert _parse_seconds("Summary of my perl5\n" + line) < 1.0
-    assert _parse_seconds("Test Summary Report\n-------------------\n" + line) < 1.0
+@pytest.mark.timeout(20)  # the deadline: a regex that backtracks on such a line takes minutes
+def test_adversarial_2_mb_lines_parse_without_catastrophic_backtracking(line):
+    for text in (line, "Summary of my perl5\n" + line, "Test Summary Report\n-------------------\n" + line):
+        assert isinstance(parse_report_text(text), ParsedReport)
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

@@ -20,7 +20,7 @@ from storage.tables import test_report
 from tests import captures
 from tests.backends import free_port
 from tests.helpers import register_profile, with_new_guid
-from tests.outage_helpers import wait_for
+from tests.polling import wait_for
 from tests.processes import ROOT, environment, wait_for_port
 
 pytestmark = pytest.mark.system

@@ -4,7 +4,6 @@ Redis is away or a job was lost."""
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 import settings
 from app import create_app
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing.contract import SERIALIZER, connect, job_id, report_queue
 from storage.tables import test_report
@@ -37,7 +36,7 @@ def app_without_database(config):
 def intake(config, backend):
     """An intake on the real backend sharing the spool directory (what the sweeper runs)."""
     engine = backend.engine()
-    yield Intake(engine, connect(backend.redis_url, timeout=2), Spool(config.SPOOL_DIR))
+    yield SubmissionPipeline(engine, connect(backend.redis_url, timeout=2), Spool(config.SPOOL_DIR))
     engine.dispose()
 
 
@@ -50,15 +49,16 @@ def test_submission_is_spooled_with_201_when_the_database_is_unreachable(app_wit
     assert oct(os.stat(spooled[0]).st_mode & 0o777) == "0o600"
 
 
-def test_drained_submission_keeps_its_receipt_time_and_is_queued(app_without_database, intake, backend):
+def test_drained_submission_keeps_its_receipt_time_and_is_queued(app_without_database, intake, backend, time_machine):
     register_profile(intake.engine)
-    before = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    received = datetime(2026, 12, 7, 1, 2, 3)
+    time_machine.move_to(received.replace(tzinfo=UTC), tick=False)
     guid = replay(app_without_database.test_client(), captures.load("01-ok")[0]).json["guid"]
-    time.sleep(1.1)
+    time_machine.shift(timedelta(hours=1))  # the database comes back an hour later
     assert intake.drain_spool() == {"drained": 1, "rejected": 0, "remaining": 0}
     rows = stored_rows(intake.engine)
     assert [r["guid"] for r in rows] == [guid]
-    assert before <= rows[0]["created"] < before + timedelta(seconds=1.1)
+    assert rows[0]["created"] == received
     assert queued_job_ids(backend.redis()) == [job_id(guid)]
     assert intake.spool.pending() == []
 
@@ -108,10 +108,8 @@ def test_bad_input_is_refused_even_while_the_database_is_away(app_without_databa
 def test_redis_away_still_answers_201_and_the_sweeper_queues_it_later(config, backend):
     app = create_app(settings.load({}, **{**config.__dict__, "REDIS_URL": UNREACHABLE_REDIS}))
     register_profile(services(app).engine)
-    started = time.monotonic()
     response = replay(app.test_client(), captures.load("01-ok")[0])
     assert response.status_code == 201
-    assert time.monotonic() - started < 3
     guid = response.json["guid"]
     assert stored_rows(services(app).engine)[0]["state"] == "pending"
     assert queued_job_ids(backend.redis()) == []

@@ -12,7 +12,7 @@ import pytest
 import settings
 from app import create_app
 from intake import pipeline
-from intake.pipeline import DATABASE_BACKOFF_SECONDS, Intake, Outcome
+from intake.pipeline import DATABASE_BACKOFF_SECONDS, Outcome, SubmissionPipeline
 from intake.spool import Spool
 from queueing.contract import connect
 from storage.engine import create_engine
@@ -107,11 +107,11 @@ def test_the_database_is_tried_again_one_back_off_after_the_last_real_failure_ho
     backend, tmp_path, monkeypatch
 ):
     clock = Clock()
-    monkeypatch.setattr(pipeline.time, "monotonic", clock)
+    monkeypatch.setattr("time.monotonic", clock)  # the breaker's clock
     database = backend.engine()
     register_profile(database)
     unreachable = create_engine(UNREACHABLE_DATABASE, connect_timeout=1)
-    intake = Intake(unreachable, connect(backend.redis_url, timeout=1), Spool(tmp_path / "spool"))
+    intake = SubmissionPipeline(unreachable, connect(backend.redis_url, timeout=1), Spool(tmp_path / "spool"))
     credentials = pipeline.Credentials(captures.PROFILE_GUID, captures.PROFILE_SECRET)
     received = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 

@@ -20,6 +20,9 @@ from queueing import counters
 from queueing.contract import enqueue_report
 from tests import backends
 
+pytestmark = pytest.mark.browser
+
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -92,12 +95,9 @@ def served_app(embedded, tmp_path):
 def stalled_hour(connection) -> None:
     """Twenty submissions a minute for an hour; processing stopped fifteen minutes ago.
 
-    Seeded at least 20 s before a minute ends: the page, drawn a few seconds later from
-    the clock of that moment, must show the same sixty minutes (a run that crossed a
-    minute boundary once showed the newest minute empty)."""
-    left_in_minute = 60 - time.time() % 60
-    if left_in_minute < 20:
-        time.sleep(left_in_minute + 0.1)
+    Seeded and drawn on a clock that stands still (see the test): the page must show the
+    same sixty minutes (a run that crossed a minute boundary once showed the newest minute
+    empty)."""
     now = time.time()
     for minutes_ago in range(60):
         at = now - minutes_ago * 60
@@ -112,8 +112,9 @@ def run_chromium(*args, timeout=90) -> subprocess.CompletedProcess:
     return subprocess.run([chromium(), *CHROMIUM_FLAGS, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_status_page_shows_the_figures_and_draws_the_last_hour(served_app, tmp_path):
+def test_the_status_page_shows_the_figures_and_draws_the_last_hour(served_app, tmp_path, time_machine):
     app, base = served_app
+    time_machine.move_to(time.time(), tick=False)  # the app's clock (in this process) stands still
     stalled_hour(app.extensions["cpantesters"].redis)
     profile = f"--user-data-dir={tmp_path / 'profile'}"
     dumped = run_chromium(profile, "--virtual-time-budget=3000", "--dump-dom", f"{base}/status")

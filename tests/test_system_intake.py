@@ -19,12 +19,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from intake.pipeline import Intake
+from intake.pipeline import SubmissionPipeline
 from intake.spool import Spool
 from queueing.contract import connect, report_queue
 from storage.tables import test_report
 from tests import backends, captures, processes
 from tests.helpers import register_profile, with_new_guid
+from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 from workers.sweeper import sweep
 
@@ -37,6 +38,7 @@ def registered(backend):
     engine.dispose()
 
 
+@pytest.mark.system
 def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, registered, tmp_path):
     recorded = captures.load("01-ok")[0]
     with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
@@ -48,20 +50,20 @@ def test_raw_recorded_bytes_over_a_socket_are_accepted_by_gunicorn(backend, regi
     assert json.loads(body) == {"guid": "c3956594-9010-4467-89ed-364d4a882f04"}
 
 
+@pytest.mark.system
 def test_every_web_worker_is_connected_before_it_takes_a_first_request(backend, registered, tmp_path):
     """After a deploy the first testers' reports must not wait for a worker's start-up:
     the master has imported the code, and each worker connects in ``post_worker_init``."""
     log_path = tmp_path / "gunicorn.log"
     env = {"DATABASE_URL": backend.database_url, "REDIS_URL": backend.redis_url, "SPOOL_DIR": tmp_path}
     with processes.gunicorn_process(workers=2, log_path=log_path, wait_answer=False, LOG_LEVEL="INFO", **env):
-        deadline = time.monotonic() + 60
-        while log_path.read_text().count("worker warmed up") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: log_path.read_text().count("worker warmed up") >= 2, 60, "both workers to warm up")
         log = log_path.read_text()
     assert log.count("worker warmed up") == 2
     assert "readyz 200" in log
 
 
+@pytest.mark.system
 def test_a_reload_after_a_deploy_runs_the_new_code(backend, tmp_path):
     """The master imports the code once (for warm workers); on HUP (``systemctl reload``)
     the workers it forks next must still run what was deployed since."""
@@ -78,12 +80,11 @@ def test_a_reload_after_a_deploy_runs_the_new_code(backend, tmp_path):
         ops = deployed / "app" / "ops.py"
         ops.write_text(ops.read_text().replace('{"status": "ok"}', '{"status": "ok, new code"}'))
         master.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while b"new code" not in processes.send_raw(port, health) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: b"new code" in processes.send_raw(port, health), 60, "the reloaded workers", interval=0.2)
         assert b'"status": "ok, new code"' in processes.send_raw(port, health)
 
 
+@pytest.mark.system
 def test_register_flow_over_one_keep_alive_connection(backend, tmp_path):
     scenario = captures.load("04-register-flow")
     with processes.gunicorn(DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR=tmp_path) as port:
@@ -122,6 +123,7 @@ def _stored_guids(engine) -> list[str]:
         return list(conn.execute(sa.select(test_report.c.guid)).scalars())
 
 
+@pytest.mark.system
 def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()
@@ -149,7 +151,7 @@ def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_p
     acknowledged = [guid for guid, status in results if status == 201]
     assert {status for _, status in results} <= {201, 503}
     assert Spool(spool_dir).count() > 0, "the outage should have sent submissions to the spool"
-    drainer = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir))
+    drainer = SubmissionPipeline(engine, connect(mariadb.redis_url), Spool(spool_dir))
     counts = drainer.drain_spool()
     assert counts["rejected"] == 0 and counts["remaining"] == 0
     stored = _stored_guids(engine)
@@ -158,6 +160,7 @@ def test_a_mariadb_outage_under_load_loses_no_acknowledged_report(mariadb, tmp_p
     engine.dispose()
 
 
+@pytest.mark.system
 def test_a_redis_outage_under_load_delays_nothing_and_the_sweeper_heals_it(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()
@@ -233,11 +236,7 @@ def _stop_mariadb() -> None:
     _PID_FILE = _server_pid_file()
     pid = int(_PID_FILE.read_text().strip())
     subprocess.run(["mariadb-admin", "-uroot", "shutdown"], check=True, timeout=60)
-    deadline = time.monotonic() + 180
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("MariaDB did not stop")
-        time.sleep(0.2)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 180, "MariaDB to stop", interval=0.2)
 
 
 def _start_mariadb() -> None:
@@ -254,16 +253,13 @@ def _start_mariadb() -> None:
         "/usr/sbin/mariadbd",
     ]
     subprocess.run(start, check=True)
-    deadline = time.monotonic() + 60
-    while not _mariadb_answers():
-        if time.monotonic() > deadline:
-            raise TimeoutError("MariaDB did not come back")
-        time.sleep(0.5)
+    wait_for(_mariadb_answers, 60, "MariaDB to come back", interval=0.5)
 
 
 @pytest.mark.skipif(
     not RESTART_ALLOWED, reason="stops the real MariaDB server: set CPT_ALLOW_SERVICE_RESTART=1 (CI does)"
 )
+@pytest.mark.system
 def test_stopping_the_real_mariadb_under_load_loses_no_acknowledged_report(mariadb, tmp_path):
     mariadb.reset()
     engine = mariadb.engine()
@@ -288,7 +284,7 @@ def test_stopping_the_real_mariadb_under_load_loses_no_acknowledged_report(maria
     assert Spool(spool_dir).count() > 0, "the stopped server should have sent submissions to the spool"
     engine.dispose()
     engine = mariadb.engine()
-    counts = Intake(engine, connect(mariadb.redis_url), Spool(spool_dir)).drain_spool()
+    counts = SubmissionPipeline(engine, connect(mariadb.redis_url), Spool(spool_dir)).drain_spool()
     assert counts["rejected"] == 0 and counts["remaining"] == 0
     stored = _stored_guids(engine)
     assert len(stored) == len(set(stored))

@@ -8,7 +8,6 @@ import json
 import sqlalchemy as sa
 from flask import request
 
-from app import create_viewer_app
 from storage.tables import metabase_user, test_report, uploads
 from tests import captures
 from tests.helpers import register_profile, replay
@@ -319,35 +318,3 @@ def test_every_form_shows_a_changed_report_author_or_tester_at_once(viewer_app, 
     # an unchanged answer revalidates against the cached tag
     etag = by_report[""].headers["ETag"]
     assert viewer.get(f"/cpan/report/{guid}", headers={"If-None-Match": etag}).status_code == 304
-
-
-def test_the_viewer_pool_keeps_a_connection_for_every_thread(config):
-    """Bug: the default pool (5) opened and closed a connection for every request beyond
-    five at once, each a new TLS context for pymysql: ~20 % of the read API's CPU."""
-    import threading
-
-    application = create_viewer_app(config)
-    engine = application.extensions["cpantesters_viewer"].engine
-    opened: list[object] = []
-    sa.event.listen(engine, "connect", lambda connection, _record: opened.append(connection))
-    at_once = config.VIEWER_THREADS  # gunicorn's request threads per viewer process
-
-    def round_of_concurrent_queries():
-        together = threading.Barrier(at_once)
-
-        def query():
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-                together.wait(timeout=30)
-
-        threads = [threading.Thread(target=query) for _ in range(at_once)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    round_of_concurrent_queries()
-    first = len(opened)
-    round_of_concurrent_queries()
-    assert len(opened) == first  # every connection was kept for the next request
-    engine.dispose()

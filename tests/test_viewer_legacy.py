@@ -5,8 +5,9 @@ breaks migrated reports."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-import sqlalchemy
 
 import settings
 from app import create_viewer_app
@@ -124,25 +125,23 @@ def test_an_unreachable_legacy_database_never_breaks_migrated_reports(make_viewe
     assert viewer.get("/report/123456?json=1").get_json() == {"success": 0}
 
 
-def test_an_unreachable_legacy_database_is_not_asked_again_for_a_while(make_viewer, backend, monkeypatch):
+def test_an_unreachable_legacy_database_is_not_asked_again_for_a_while(make_viewer, backend, caplog):
     from storage import legacy
 
-    monkeypatch.setattr(legacy, "_down_until", {})
+    breaker = legacy.fallback_breaker(UNREACHABLE_URL)
+    breaker.reset()  # whatever an earlier test left
     viewer = make_viewer(UNREACHABLE_URL)
-    assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404  # asked once: it failed
-    assert legacy._legacy_down(UNREACHABLE_URL)
 
-    asked = []
+    def attempts() -> int:  # each attempt that failed is logged once
+        return sum("legacy fallback unavailable" in r.getMessage() for r in caplog.records)
 
-    def refusing(url):
-        asked.append(url)
-        raise sqlalchemy.exc.OperationalError("connect", {}, ConnectionRefusedError())
-
-    monkeypatch.setattr(legacy, "_fallback_engine", refusing)
-    for path in (f"/cpan/report/{UNKNOWN_GUID}", "/report/123456"):  # no connect timeout to wait for
-        assert viewer.get(path).status_code == 404
-        assert viewer.get(path + "?json=1").get_json() == {"success": 0}
-    assert asked == []
-    monkeypatch.setattr(legacy, "_down_until", {UNREACHABLE_URL: 0.0})  # the retry window is over
-    assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404
-    assert asked == [UNREACHABLE_URL]
+    with caplog.at_level(logging.WARNING, logger="storage.legacy"):
+        assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404  # asked once: it failed
+        assert breaker.open and attempts() == 1
+        for path in (f"/cpan/report/{UNKNOWN_GUID}", "/report/123456"):  # no connect timeout to wait for
+            assert viewer.get(path).status_code == 404
+            assert viewer.get(path + "?json=1").get_json() == {"success": 0}
+        assert attempts() == 1
+        breaker.reset()  # the retry window is over
+        assert viewer.get(f"/cpan/report/{UNKNOWN_GUID}").status_code == 404
+        assert attempts() == 2

@@ -3,12 +3,12 @@ gunicorn group on ``$PORT``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import free_port
+from tests.polling import wait_for
 from tests.viewer_helpers import add_upload, make_document, store_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,18 +31,13 @@ def procfile_command(name: str) -> str:
     raise AssertionError(f"no {name} entry in the Procfile")
 
 
-def wait_for(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
+def wait_for_url(url: str, timeout: float = 30) -> None:
+    def answers() -> bool:
+        with contextlib.suppress(urllib.error.HTTPError):  # an answer all the same
             urllib.request.urlopen(url, timeout=1).read()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        return True
+
+    wait_for(answers, timeout, url, interval=0.2, retry_on=(OSError,))
 
 
 @contextmanager
@@ -62,13 +58,14 @@ def procfile_entry(name: str, backend, **more):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/openapi.json")
+        wait_for_url(f"http://127.0.0.1:{port}/openapi.json")
         yield port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
 
 
+@pytest.mark.system
 def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend):
     if backend.name != "embedded":
         pytest.skip("one backend is enough to start the real process")
@@ -92,6 +89,7 @@ def test_procfile_viewer_serves_reports_on_port_in_its_own_process_group(backend
         assert refused.value.code in (404, 405)
 
 
+@pytest.mark.system
 def test_procfile_readapi_serves_the_read_api_in_its_own_process_group(backend):
     if backend.name != "embedded":
         pytest.skip("one backend is enough to start the real process")
@@ -113,11 +111,9 @@ def test_procfile_readapi_serves_the_read_api_in_its_own_process_group(backend):
 def test_the_read_side_groups_run_threaded_workers_sized_by_the_settings(monkeypatch):
     monkeypatch.setenv("VIEWER_THREADS", "6")
     monkeypatch.setenv("READ_API_THREADS", "3")
-    monkeypatch.delenv("VIEWER_NICE", raising=False)
     viewer, readapi = gunicorn_conf("gunicorn_viewer.conf.py"), gunicorn_conf("gunicorn_readapi.conf.py")
     assert (viewer.worker_class, viewer.threads) == ("gthread", 6)
     assert (readapi.worker_class, readapi.threads) == ("gthread", 3)
-    assert viewer.nice == 10  # page renders yield the CPU to submissions and the read API
 
 
 def gunicorn_conf(name: str):

@@ -5,8 +5,6 @@ cut; and the bound on how long a worker cut off mid-transaction holds its row lo
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 from rq import Retry, Worker
@@ -18,7 +16,8 @@ from storage.engine import is_unavailable
 from storage.processing import processing_engine
 from storage.tables import cpanstats, test_report
 from tests import backends
-from tests.outage_helpers import ThrowawayRedis, log_lines, start, stop, wait_for
+from tests.outage_helpers import ThrowawayRedis, log_lines, start, stop
+from tests.polling import wait_for
 from tests.processing_helpers import recount, states, store, summary, table_count
 from tests.tcp_proxy import TcpProxy
 
@@ -150,14 +149,11 @@ def test_a_worker_waits_through_a_database_outage_without_failing_or_retrying_a_
         assert worker.poll() is None
 
         proxy.restore()
-        restored = time.monotonic()
         wait_for(lambda: all_done(db, guids), DEADLINE, "the backlog after the database came back")
-        healed = time.monotonic() - restored
         assert worker.poll() is None
     finally:
         stop(worker)
         proxy.close()
-    assert healed < DEADLINE
     assert len(log_lines(log, "database unreachable")) == 1
     assert len(log_lines(log, "database back after")) == 1
     assert summary(db) == recount(db)
@@ -188,6 +184,7 @@ CUT_OFF_IDLE_TIMEOUT = 3
 """The test's ``WORKER_DB_IDLE_TIMEOUT`` (production: 30 s)."""
 
 
+@pytest.mark.timeout(60)
 def test_a_worker_cut_off_mid_transaction_releases_its_row_locks_within_the_idle_timeout(backend, db):
     if db.dialect.name != "mysql":
         pytest.skip("row locks held by a cut-off client are MariaDB's")
@@ -202,22 +199,19 @@ def test_a_worker_cut_off_mid_transaction_releases_its_row_locks_within_the_idle
         cut_off.begin()
         cut_off.execute(row)  # the worker holds the report's row lock...
         proxy.stall()  # ...and its link dies without a word: no FIN, no RST reaches the server
-        cut = time.monotonic()
         with db.connect() as other:
-            other.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 50")
+            # The deadline is the server's: a lock still held after the idle timeout (+3 s)
+            # fails this statement with a lock wait timeout.
+            other.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {CUT_OFF_IDLE_TIMEOUT + 3}")
             other.execute(row)  # waits for the lock until the server gives up on the worker
             other.rollback()
-        waited = time.monotonic() - cut
-        # The worker's side does not hang either: its next statement fails within its read timeout.
-        started = time.monotonic()
+        # The worker's side does not hang either: its next statement fails (its read timeout;
+        # the test's own timeout is the deadline).
         with pytest.raises(sa.exc.OperationalError) as raised:
             cut_off.execute(sa.text("SELECT 1"))
         assert is_unavailable(raised.value)
-        assert time.monotonic() - started < 2 + 3
     finally:
         cut_off.invalidate()
         cut_off.close()
         worker_engine.dispose()
         proxy.close()
-    print(f"lock held {waited:.2f}s after the cut")
-    assert waited < CUT_OFF_IDLE_TIMEOUT + 3, f"the lock was held {waited:.1f}s"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import redis
 import trustme
 
+from tests import polling
 from tests.backends import free_port
 
 HOST = "127.0.0.1"
@@ -25,17 +25,7 @@ MARIADB_CNF = DEPLOY / "mariadb" / "tls.cnf"
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """Poll ``predicate`` until it returns a true value (a real process starting up)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"{what} within {timeout} s (last error: {last})")
+    return polling.wait_for(predicate, timeout, what, interval, retry_on=(Exception,))
 
 
 @dataclass

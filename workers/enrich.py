@@ -16,7 +16,7 @@ from rq import Retry, get_current_job
 
 from queueing import contract as queue
 from storage import report_facts
-from workers.jobs import engine
+from workers.jobs import job_engine
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ RETRY = Retry(max=3, interval=[10, 60, 300])
 
 def enrich_reports(guids: list[str]) -> int:
     """Parse and store the facts of these reports (whatever facts they had)."""
-    found = report_facts.enrich_guids(engine(), guids)
+    found = report_facts.enrich_guids(job_engine(), guids)
     logger.info("enriched %d reports", found)
     return found
 
@@ -36,7 +36,7 @@ def enrich_reports(guids: list[str]) -> int:
 def enrich_range(low: int, high: int) -> int:
     """The backfill's job: the reports with ids ``low..high`` whose facts are missing or
     were written by an older parser."""
-    done = report_facts.enrich_stale(engine(), low, high)
+    done = report_facts.enrich_stale(job_engine(), low, high)
     logger.info("enriched ids=%d-%d reports=%d", low, high, done)
     return done
 
@@ -61,7 +61,7 @@ def enrich_after_processing(guids: list[str]) -> None:
     if not guids:
         return
     try:
-        report_facts.enrich_guids(engine(), guids)
+        report_facts.enrich_guids(job_engine(), guids)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         logger.warning("enrichment failed for %d reports from guid=%s (%s); queued", len(guids), guids[0], reason)

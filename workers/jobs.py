@@ -19,7 +19,6 @@ import os
 import sqlalchemy as sa
 from rq import get_current_job
 
-import settings
 from queueing import counters
 from queueing.contract import job_id, report_queue
 from storage.engine import DatabaseUnavailable, is_unavailable
@@ -36,33 +35,43 @@ from storage.processing import (
 
 logger = logging.getLogger(__name__)
 
+_config = None
 _engine: sa.Engine | None = None
-_engine_key: tuple | None = None
+_engine_pid: int | None = None
 
 
-def engine() -> sa.Engine:
-    """This process's engine for ``DATABASE_URL`` (created after any fork), with the
-    workers' read and idle timeouts (``WORKER_DB_READ_TIMEOUT``, ``WORKER_DB_IDLE_TIMEOUT``)."""
-    global _engine, _engine_key
-    config = settings.load()
-    url = config.DATABASE_URL
-    key = (os.getpid(), url, config.WORKER_DB_READ_TIMEOUT, config.WORKER_DB_IDLE_TIMEOUT)
-    if _engine_key != key:
+def configure(config) -> None:
+    """Give this process's jobs their settings (``DATABASE_URL``, ``WORKER_DB_READ_TIMEOUT``,
+    ``WORKER_DB_IDLE_TIMEOUT``), once, from the entry point that runs them (``workers.run``,
+    ``scripts.backlog --process``). ``None`` forgets them. Any engine built from earlier
+    settings is closed."""
+    global _config, _engine, _engine_pid
+    if _engine is not None:
+        _engine.dispose(close=_engine_pid == os.getpid())  # a parent's connections are the parent's
+    _config, _engine, _engine_pid = config, None, None
+
+
+def job_engine() -> sa.Engine:
+    """This process's engine for the configured database (created on first use and again
+    after a fork), with the workers' read and idle timeouts."""
+    global _engine, _engine_pid
+    if _config is None:
+        raise RuntimeError("workers.jobs.configure(config) was not called in this process")
+    if _engine_pid != os.getpid():
         if _engine is not None:
-            if _engine_key[0] == os.getpid():
-                _engine.dispose()
-            else:
-                _engine.dispose(close=False)  # the parent's connections are the parent's
+            _engine.dispose(close=False)  # the parent's connections are the parent's
         _engine = processing_engine(
-            url, read_timeout=config.WORKER_DB_READ_TIMEOUT, idle_timeout=config.WORKER_DB_IDLE_TIMEOUT
+            _config.DATABASE_URL,
+            read_timeout=_config.WORKER_DB_READ_TIMEOUT,
+            idle_timeout=_config.WORKER_DB_IDLE_TIMEOUT,
         )
-        _engine_key = key
+        _engine_pid = os.getpid()
     return _engine
 
 
 def ping() -> None:
     """One round trip to the database (the worker's probe while it waits for it)."""
-    with engine().connect() as conn:
+    with job_engine().connect() as conn:
         conn.exec_driver_sql("SELECT 1")
 
 
@@ -119,7 +128,8 @@ TAKEN_TTL = 120
 """Seconds a "taken along" marker lives: the jobs it stands for are queued right behind."""
 
 
-def _taken_key(guid: str) -> str:
+def taken_key(guid: str) -> str:
+    """The Redis key of the "taken along" marker of one report (see :func:`process_report`)."""
     return f"cpt:processing:taken:{guid.lower()}"
 
 
@@ -133,7 +143,7 @@ def _mark_taken(outcomes: dict[str, Outcome], own: str) -> None:
     try:
         pipe = job.connection.pipeline(transaction=False)
         for guid, outcome in taken.items():
-            pipe.set(_taken_key(guid), outcome.value, ex=TAKEN_TTL)
+            pipe.set(taken_key(guid), outcome.value, ex=TAKEN_TTL)
         pipe.execute()
     except Exception:  # an optimisation only: the jobs then read the state
         logger.debug("could not mark taken reports", exc_info=True)
@@ -144,7 +154,7 @@ def _taken(guid: str) -> str | None:
     if job is None:
         return None
     try:
-        value = job.connection.get(_taken_key(guid))
+        value = job.connection.get(taken_key(guid))
     except Exception:
         return None
     return value.decode() if value else None
@@ -174,7 +184,7 @@ def process_report(guid: str) -> str:
     if taken in DONE_STATES:
         logger.debug("taken along, already %s guid=%s", taken, guid)
         return taken
-    db = engine()
+    db = job_engine()
     own = guid.lower()
     result = None
     # The state is read in the transaction's first query, with the rows of the reports
@@ -221,7 +231,7 @@ class BatchFailed(Exception):
 def process_batch(guids: list[str]) -> dict[str, int]:
     """The backlog tool's job: many reports in one transaction; if that fails, each report
     in its own, so one bad report never holds back the others."""
-    db = engine()
+    db = job_engine()
     try:
         outcomes = run_transaction(db, guids)
     except Exception as exc:

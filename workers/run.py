@@ -42,7 +42,7 @@ def build_worker(
 ):
     """The worker on the reports queue, then the low-priority one, with the settings'
     heartbeat, maintenance and back-off."""
-    config = config or settings.load()
+    config = config or settings.Settings()  # the documented defaults (main passes the loaded settings)
     # The classes time each job into the Redis histogram behind /metrics, log one line per
     # job with its GUID and duration, and wait through Redis and database outages.
     worker_class = ForkingReportWorker if fork else ReportWorker
@@ -82,6 +82,7 @@ def main(argv=None) -> None:
     # Worker's work horse would otherwise import it again for every job. No database
     # connection is opened here; each process opens its own on its first job.
     jobs = importlib.import_module(queue.JOB_FUNCTION.rsplit(".", 1)[0])
+    jobs.configure(config)  # the jobs' settings, once (a forked work horse inherits them)
     connection = queue.connect(config.REDIS_URL, connect_timeout=REDIS_CONNECT_TIMEOUT, keepalive=True)
     worker = build_worker(
         connection,
