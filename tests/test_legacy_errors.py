@@ -104,6 +104,46 @@ def test_body_over_the_limit_is_a_json_413(config, backend):
     app.extensions["cpantesters"].engine.dispose()
 
 
+def post_chunked(app, path: str, stream):
+    """POST ``stream`` as gunicorn hands over a chunked body: no Content-Length, the
+    stream terminated by the server (``wsgi.input_terminated``)."""
+    chunked = {"wsgi.input_terminated": True, "CONTENT_LENGTH": ""}
+    headers = {**auth_header(), "Transfer-Encoding": "chunked"}
+    return app.test_client().post(path, input_stream=stream, headers=headers, environ_overrides=chunked)
+
+
+@pytest.mark.parametrize("path", [SUBMIT, "/v3/report", "/api/v1/register"])
+def test_a_chunked_body_over_the_limit_is_a_json_413_not_a_truncated_body(config, backend, path):
+    """werkzeug stops reading a body of unknown length at the limit without saying so: the
+    over-limit submission must be refused as such, never decoded from its first 1000 bytes."""
+    import io
+
+    from app import create_app
+    from settings import load
+
+    app = create_app(load({}, **{**config.__dict__, "MAX_SUBMISSION_BYTES": 1000}))
+    body = io.BytesIO(json.dumps({"padding": "x" * 2000}).encode())
+    response = post_chunked(app, path, body)
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/json"
+    assert "request body too large" in json.dumps(response.json)
+    app.extensions["cpantesters"].engine.dispose()
+
+
+def test_a_chunked_body_of_exactly_the_limit_is_read_whole(config, backend):
+    import io
+
+    from app import create_app
+    from settings import load
+
+    body = json.dumps({"padding": "x" * 2000}).encode()
+    app = create_app(load({}, **{**config.__dict__, "MAX_SUBMISSION_BYTES": len(body)}))
+    response = post_chunked(app, SUBMIT, io.BytesIO(body))
+    assert response.status_code == 400  # read whole: valid JSON, but no report in it
+    assert "too large" not in response.json["error"]
+    app.extensions["cpantesters"].engine.dispose()
+
+
 def test_the_body_limit_never_exceeds_the_database_packet(app, backend):
     limit = services(app).max_submission_bytes
     assert limit <= 15 * 1024 * 1024
