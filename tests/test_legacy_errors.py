@@ -55,6 +55,8 @@ BAD_BODIES = {
     "not-a-distfile-resource": (with_core(resource="http://example.com/x"), "distfile"),
     "bad-guid": (with_core(guid="not-a-guid"), "GUID"),
     "wrong-type-in-body": (with_core(type="CPAN-Testers-Other"), "wrong fact type"),
+    # found by the fuzzer (tests/test_fuzz.py): a 500 when the distfile was stored
+    "lone-surrogate-in-resource": (with_core(resource="cpan:///distfile/ATESTER/Foo-Bar-\ud83d.tar.gz"), "distfile"),
 }
 
 
@@ -67,6 +69,29 @@ def test_bad_submissions_get_a_json_400_and_store_nothing(app, client, name):
     assert response.headers["Content-Type"] == "application/json"
     assert fragment.lower() in response.json["error"].lower()
     assert stored_rows(services(app).engine) == []
+
+
+@pytest.mark.parametrize("field", ["creation_time", "update_time"])
+def test_a_lone_surrogate_in_the_report_times_is_stored_replaced(app, client, field):
+    """Found by the fuzzer: the client's times are kept under ``metabase`` in the document."""
+    register_profile(services(app).engine)
+    response = client.post(SUBMIT, data=with_core(**{field: "2026-11-29T22:38:12Z\udc2a"}), headers=auth_header())
+    assert response.status_code == 201
+    document = client.get(f"/v3/report/{response.json['guid']}").json
+    assert document["metabase"][field] == "2026-11-29T22:38:12Z\ufffd"
+
+
+def test_a_lone_surrogate_in_a_member_fact_type_is_stored_replaced(app, client):
+    outer = recorded_body()
+    facts = json.loads(outer["content"])
+    summary = next(f for f in facts if "TestSummary" in f["metadata"]["core"]["type"])
+    summary["metadata"]["core"]["type"] = "CPAN-Testers-Fact-TestSummary\ud800"
+    outer["content"] = json.dumps(facts)
+    register_profile(services(app).engine)
+    response = client.post(SUBMIT, data=json.dumps(outer), headers=auth_header())
+    assert response.status_code == 201
+    document = client.get(f"/v3/report/{response.json['guid']}").json
+    assert "CPAN-Testers-Fact-TestSummary\ufffd" in document["metabase"]["fact_guids"]
 
 
 def test_unknown_fact_type_in_the_url_is_a_json_400(app, client):
