@@ -13,7 +13,20 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import settings as settings_module
-from app import dashboard, errors, legacy_api, openapi, ops, read_api, read_side, tail_log, throttle, v3_api, viewer
+from app import (
+    dashboard,
+    errors,
+    legacy_api,
+    openapi,
+    ops,
+    read_api,
+    read_side,
+    request_body,
+    tail_log,
+    throttle,
+    v3_api,
+    viewer,
+)
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -34,6 +47,8 @@ def create_app(config: settings_module.Settings) -> Flask:
     app = _new_app(config)
     services = Services.init_app(app, config)
     app.config["MAX_CONTENT_LENGTH"] = services.max_submission_bytes
+    # The client writes a whole body before reading: let it, so that it reads our answer.
+    app.wsgi_app = request_body.DrainBody(app.wsgi_app)
     errors.init_app(app)
     throttle.init_app(app, services.redis, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW)
     legacy_api.init_app(app)

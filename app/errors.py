@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
 from intake.pipeline import Conflict, Forbidden, Unauthorized
@@ -51,8 +51,15 @@ def _domain_error(exc: Exception) -> Response:
     return error_response(str(exc), status, path)
 
 
+def too_large_message() -> str:
+    """The 413 message, the same words as nginx's (``deploy/nginx/cpantesters.conf``)."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    return f"request body too large: the limit is {limit / 1048576:g} MiB"
+
+
 def _http_error(exc: HTTPException) -> Response:
-    response = error_response(exc.description or exc.name, exc.code or 500)
+    message = too_large_message() if exc.code == 413 else exc.description or exc.name
+    response = error_response(message, exc.code or 500)
     if exc.code == 405 and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response

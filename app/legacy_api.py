@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, request, url_for
 from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
+from app.request_body import read_body
 from app.services import services
 from schemas.metabase import decode_registration, is_guid
 from schemas.metabase_view import default_distfile, to_metabase_struct
@@ -37,7 +38,7 @@ def submit(fact_type: str):
     # The body is JSON whatever the Content-Type says (client 0.012 sends octet-stream).
     credentials = basic_credentials(request)
     with throttle.guard(credentials):
-        body = request.get_data(cache=False)
+        body = read_body(request)
         receipt = services().intake.submit_metabase(body, credentials, url_type=fact_type)
     logger.info(
         "submission guid=%s outcome=%s queued=%s ms=%.1f",
@@ -53,7 +54,7 @@ def submit(fact_type: str):
 @legacy.post("/register")
 def register():
     """Store a tester profile; never replace a stored secret."""
-    registration = decode_registration(request.get_data(cache=False))
+    registration = decode_registration(read_body(request))
     try:
         result = users.register(
             services().engine,

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, request
 from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
+from app.request_body import read_body
 from app.services import services
 from schemas.metabase import is_guid, parse_json
 from schemas.reportparse.shape import report_text, with_facts
@@ -31,7 +32,7 @@ def post_report():
     started = time.perf_counter()
     credentials = basic_credentials(request)
     with throttle.guard(credentials):
-        data = parse_json(request.get_data(cache=False))
+        data = parse_json(read_body(request))
         receipt = services().intake.submit_v3(data, credentials)
     logger.info(
         "submission guid=%s api=v3 outcome=%s queued=%s ms=%.1f",

@@ -55,8 +55,10 @@ JOB_TIMEOUT = 120
 JOB_TTL = 7 * 24 * 3600
 """Seconds a job may wait in the queue; the sweeper re-queues a report whose job expired."""
 
-RESULT_TTL = 600
-"""Seconds a finished job's result is kept (enough to see it in the dashboard)."""
+RESULT_TTL = 60
+"""Seconds a finished job is kept (enough to see it in the dashboard). The database says
+what was done; at 100 reports/s each second kept costs Redis ~0.5 MB (bench/soak.py), so
+a longer one only makes Redis grow for that long after a start (600 s: ~300 MB)."""
 
 FAILURE_TTL = 30 * 24 * 3600
 """Seconds a failed job stays in the failed registry for an operator to inspect and requeue."""

@@ -20,6 +20,7 @@ from schemas import fast_json
 from schemas.distname import DistInfo, parse_distfile
 from schemas.errors import InvalidReport
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 GUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 GRADES = ("pass", "fail", "na", "unknown")
 REPORT_TYPE = "CPAN-Testers-Report"
@@ -225,7 +226,7 @@ def _decode_report(body: bytes | str, url_type: str) -> MetabaseReport:
     if not resource.startswith(DISTFILE_PREFIX):
         raise InvalidReport(f"resource {resource!r} is not a cpan:///distfile/ URI", "/metadata/core/resource")
     distfile = resource[len(DISTFILE_PREFIX) :]
-    info = parse_distfile(distfile)
+    info = None if LONE_SURROGATE.search(distfile) else parse_distfile(distfile)
     if info is None:
         raise InvalidReport(f"resource {resource!r} can't be parsed as a CPAN distfile", "/metadata/core/resource")
     decoded = {"metadata": outer["metadata"], "content": decoded_facts}
@@ -267,6 +268,11 @@ def decode_registration(body: bytes | str) -> Registration:
         elif kind == "Metabase-User-Secret":
             if not isinstance(fact["content"], str) or not fact["content"]:
                 raise InvalidReport("invalid registration credential", f"/{index}/content")
+            if not fact["content"].isascii() and LONE_SURROGATE.search(fact["content"]):
+                # No client can send it back in Basic credentials, and it cannot be hashed.
+                raise InvalidReport(
+                    "invalid registration credential: the secret holds a lone surrogate", f"/{index}/content"
+                )
             secret = fact["content"]
         else:
             raise InvalidReport(f"unexpected fact type {kind!r} in registration", f"/{index}/metadata/core/type")

@@ -55,13 +55,16 @@ def metabase_to_v3(
             "grade": legacy["grade"],
             "output": {"uncategorized": clean_text(legacy["textreport"])},
         },
-        "metabase": {
-            "creator": report.core.get("creator"),
-            "creation_time": report.core.get("creation_time"),
-            "update_time": report.core.get("update_time"),
-            "resource": report.core.get("resource"),
-            "fact_guids": report.fact_guids,
-        },
+        # The client's own fields, unchecked beyond their type: made storable like the rest.
+        "metabase": clean_document(
+            {
+                "creator": report.core.get("creator"),
+                "creation_time": report.core.get("creation_time"),
+                "update_time": report.core.get("update_time"),
+                "resource": report.core.get("resource"),
+                "fact_guids": report.fact_guids,
+            }
+        ),
     }
 
 

@@ -103,3 +103,26 @@ def _complete(response: bytes) -> bool:
         if line.lower().startswith(b"content-length:"):
             return len(body) >= int(line.split(b":", 1)[1])
     return False
+
+
+def send_whole_then_read(port: int, head: bytes, body: bytes, chunked: bool = False, timeout: float = 60) -> bytes:
+    """Act as HTTP::Tiny does: write the request head and the *whole* body (as chunks of
+    64 KiB when ``chunked``) before reading anything, then read the answer to its end.
+    A server that answers and closes while the body is still coming makes this raise
+    (``ConnectionResetError``/``BrokenPipeError``), as the Perl client then fails with
+    ``Internal Exception``."""
+    step = 64 * 1024
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), step):
+            part = body[start : start + step]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+        chunks = []
+        while not _complete(b"".join(chunks)):
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)

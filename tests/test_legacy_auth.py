@@ -126,3 +126,37 @@ def test_once_encoded_names_lose_exactly_one_layer(app, client):
     with services(app).engine.connect() as conn:
         name = conn.execute(sa.select(metabase_user.c.fullname)).scalar()
     assert name == "Slaven Rezić \U0001f42a"
+
+
+def registration_with(name: str | None = None, email: str | None = None, secret: str | None = None) -> str:
+    """The captured registration with its name, e-mail or secret replaced."""
+    data = json.loads(captures.load("04-register-flow")[2].body)
+    members = json.loads(data[0]["content"])
+    for member in members:
+        kind = member["metadata"]["core"]["type"]
+        if kind == "Metabase-User-FullName" and name is not None:
+            member["content"] = name
+        if kind == "Metabase-User-EmailAddress" and email is not None:
+            member["content"] = email
+    data[0]["content"] = json.dumps(members)
+    if secret is not None:
+        data[1]["content"] = secret
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("field", ["name", "email"])
+def test_a_lone_surrogate_in_a_registered_name_or_email_is_stored_replaced(app, client, field):
+    response = client.post("/api/v1/register", data=registration_with(**{field: "Tester \ud83d"}))
+    assert (response.status_code, response.headers["Content-Type"]) == (200, "application/json")
+    with services(app).engine.connect() as conn:
+        user = users.find_user(conn, captures.PROFILE_GUID)
+    assert user["fullname" if field == "name" else "email"] == "Tester \ufffd"
+
+
+def test_a_lone_surrogate_in_a_registered_secret_is_a_json_400(app, client):
+    """No client can send such a secret back (Basic carries bytes): refuse it, clearly."""
+    response = client.post("/api/v1/register", data=registration_with(secret="s3cr\udc2at"))
+    assert (response.status_code, response.headers["Content-Type"]) == (400, "application/json")
+    assert "secret" in response.json["error"]
+    with services(app).engine.connect() as conn:
+        assert users.find_user(conn, captures.PROFILE_GUID) is None

@@ -381,3 +381,50 @@ def test_the_apps_see_the_address_nginx_gives_so_a_client_cannot_claim_another(s
     assert [attempt(f"198.51.100.{n}") for n in range(3)] == [401, 401, 401]
     assert attempt("203.0.113.99") == 429  # the same client (127.0.0.1) under another claimed address
     assert attempt("198.51.100.0", source="127.0.0.2") == 401  # another client: its own count, not nginx's
+
+
+OVER_LIMIT_REPORT = 17 * 1024 * 1024
+"""A tester's 17 MB report: over the 15 MiB limit of nginx and of the web app."""
+
+
+def whole_body_answer(port: int, path: str, chunked: bool) -> tuple[int, str | None, dict]:
+    """Status, Content-Type and JSON body of the answer to an over-limit submission written
+    whole before reading, as HTTP::Tiny does (with Content-Length, or chunked)."""
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {OVER_LIMIT_REPORT}"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Metabase::Client::Simple/0.012 HTTP-Tiny/0.082\r\n"
+        f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n"
+    ).encode()
+    raw = processes.send_whole_then_read(port, head, b"x" * OVER_LIMIT_REPORT, chunked=chunked)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers.get("content-type"), json.loads(body)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("via", ["nginx", "gunicorn"])
+def test_a_17_mb_report_written_whole_before_reading_gets_the_json_413(stack, via, chunked):
+    port = stack.port if via == "nginx" else stack.ports["web"]
+    status, content_type, body = whole_body_answer(port, "/api/v1/submit/CPAN-Testers-Report", chunked)
+    assert (status, content_type) == (413, "application/json")
+    assert "request body too large: the limit is 15 MiB" in body["error"]
+
+
+@pytest.mark.parametrize("via", ["nginx", "gunicorn"])
+def test_a_17_mb_v3_report_written_whole_before_reading_gets_the_json_413_in_the_v3_shape(stack, via):
+    port = stack.port if via == "nginx" else stack.ports["web"]
+    status, content_type, body = whole_body_answer(port, "/v3/report", chunked=False)
+    assert (status, content_type) == (413, "application/json")
+    assert "request body too large" in body["errors"][0]["message"]
+
+
+def test_a_body_the_app_never_reads_is_drained_so_the_client_gets_the_json_answer(stack):
+    """A 404 (or 401, 429) is answered without reading the body: gunicorn alone would close
+    with megabytes unread and reset the connection under the client's feet."""
+    body = b"x" * (12 * 1024 * 1024)  # within the limit, more than the sockets buffer
+    head = (
+        f"POST /api/v1/submit/No-Such/Thing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    raw = processes.send_whole_then_read(stack.ports["web"], head, body)
+    assert raw.startswith(b"HTTP/1.1 404") and b"\r\nContent-Type: application/json\r\n" in raw

@@ -1,0 +1,186 @@
+"""Soak: the whole system for ``--minutes`` under steady load, checked for growth and loss.
+
+    .venv/bin/python -m bench.soak [--minutes 30] [--warmup 5] [--rate 100] [--sample-seconds 60]
+
+Runs the Procfile's processes on a fresh MariaDB database and Redis DB ``BENCH_REDIS_DB``
+(else ``CPT_TEST_REDIS_DB``, else 11; flushed): web, viewer and readapi (gunicorn), two
+workers and the sweeper. Submits the real captured report at ``--rate`` per second (a
+fresh GUID each, spread over 200 dists, a new version each minute) while the viewer and
+the read API are read at ``--reads`` per second each. Every ``--sample-seconds`` it records
+the RSS and open file descriptors of every process, the Redis DB's keys and memory and the
+database connections. At the end it waits for the workers to process every report.
+
+Passes (exit 0) when: no submission or read failed, no process logged an error or
+restarted, every acknowledged report is stored and processed, and no metric (``--check-growth
+all``, the default; ``processes``: not Redis's) grew by more than ``--max-growth`` % from
+the first sample after the warm-up to the last. ``tests/test_soak_smoke.py`` runs it for two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pymysql
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import subprocess  # noqa: E402
+
+from bench.intake import MYSQL, fresh_database  # noqa: E402
+from bench.machine import yardstick  # noqa: E402
+from bench.soak_load import Load  # noqa: E402
+from bench.soak_probe import Probe, wait_until  # noqa: E402
+from bench.viewer import drop_database, start_gunicorn, stop  # noqa: E402
+from storage import users  # noqa: E402
+from storage.engine import create_engine  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+from tests import captures  # noqa: E402
+
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB") or os.environ.get("CPT_TEST_REDIS_DB") or "11")
+GROUPS = {
+    "web": ("gunicorn.conf.py", "wsgi:app"),
+    "viewer": ("gunicorn_viewer.conf.py", "wsgi_viewer:viewer"),
+    "readapi": ("gunicorn_readapi.conf.py", "wsgi_readapi:read_api"),
+}
+LOG_ERRORS = re.compile(rb"\b(ERROR|CRITICAL)\b|Traceback")
+
+
+def start_system(env: dict, logs: Path, workers: int) -> tuple[dict, dict]:
+    """The Procfile's processes; returns (role -> Popen, group -> port)."""
+    roots, ports = {}, {}
+    for group, (conf, app) in GROUPS.items():
+        roots[group], ports[group] = start_gunicorn(conf, app, env, logs / f"{group}.log")
+    commands = {f"worker {n}": ["-m", "workers.run"] for n in range(1, workers + 1)}
+    commands["sweeper"] = ["-m", "scripts.sweeper"]
+    for role, command in commands.items():
+        log = open(logs / f"{role.replace(' ', '-')}.log", "wb")  # noqa: SIM115 - lives with the process
+        roots[role] = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=log, stderr=log)
+    return roots, ports
+
+
+def count(database: str, where: str = "1") -> int:
+    conn = pymysql.connect(database=database, **MYSQL)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM test_report WHERE {where}")
+            return cursor.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def missing(database: str, guids: list[str]) -> list[str]:
+    conn = pymysql.connect(database=database, **MYSQL)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT guid FROM test_report")
+            stored = {row[0] for row in cursor.fetchall()}
+    finally:
+        conn.close()
+    return [guid for guid in guids if guid not in stored]
+
+
+def log_errors(logs: Path) -> list[str]:
+    return [
+        f"{path.name}: {line.decode(errors='replace')[:300]}"
+        for path in sorted(logs.glob("*.log"))
+        for line in path.read_bytes().splitlines()
+        if LOG_ERRORS.search(line)
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=5, help="minutes before growth is measured")
+    parser.add_argument("--rate", type=float, default=100, help="submissions per second")
+    parser.add_argument("--reads", type=float, default=10, help="page views and read-API requests per second, each")
+    parser.add_argument("--sample-seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-growth", type=float, default=5.0)
+    parser.add_argument("--check-growth", choices=["all", "processes", "none"], default="all",
+                        help="which metrics must stay flat: all, or only the processes' and the "
+                        "database connections (a short smoke run: Redis holds the backlog)")  # fmt: skip
+    args = parser.parse_args()
+    print(f"yardstick: {yardstick()}", flush=True)
+    name = f"cpt_bench_soak_{uuid.uuid4().hex[:6]}"
+    url = fresh_database(name)
+    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    redis_connection = redis.Redis.from_url(redis_url)
+    redis_connection.flushdb()
+    logs = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    upgrade(url)
+    engine = create_engine(url)
+    users.register(engine, captures.PROFILE_GUID, "Soak Tester", "soak@example.com", captures.PROFILE_SECRET)
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env.update(DATABASE_URL=url, REDIS_URL=redis_url, SPOOL_DIR=str(logs / "spool"), LOG_LEVEL="WARNING",
+               WEB_CONCURRENCY="2", VIEWER_WORKERS="1", READ_API_WORKERS="1", PROXY_HOPS="0")  # fmt: skip
+    roots: dict = {}
+    try:
+        roots, ports = start_system(env, logs, args.workers)
+        probe = Probe(roots, redis_connection, dict(MYSQL), name)
+        load = Load(ports["web"], ports["viewer"], ports["readapi"], args.rate, args.reads)
+        print(f"{args.minutes} min at {args.rate}/s, reads {args.reads}/s each, sample every {args.sample_seconds}s,"
+              f" warm-up {args.warmup} min; logs in {logs}", flush=True)  # fmt: skip
+        started = time.monotonic()
+        load.start()
+        while (elapsed := time.monotonic() - started) < args.minutes * 60:
+            row = probe.sample(elapsed)
+            pending = count(name, "state = 'pending'")
+            print(f"t={row['t']}s submitted={load.counts['submitted']} errors={len(load.errors)} "
+                  f"pending={pending} {_short(row)}", flush=True)  # fmt: skip
+            time.sleep(max(0.0, min(args.sample_seconds, args.minutes * 60 - (time.monotonic() - started))))
+        probe.sample(time.monotonic() - started)
+        load.stop()
+        drained = wait_until(lambda: count(name, "state = 'pending'") == 0, timeout=max(120.0, args.minutes * 10))
+        lost = missing(name, load.acked)
+        errors = load.errors + log_errors(logs)
+        growth = probe.growth(args.warmup * 60)
+        restarts = probe.restarts
+    finally:
+        for process in reversed(list(roots.values())):
+            stop(process)
+        drop_database(name)
+        redis_connection.flushdb()
+    return _report(args, load, probe, growth, errors, lost, drained, restarts)
+
+
+def _short(row: dict) -> str:
+    keys = ("web rss MB", "worker 1 rss MB", "redis db MB", "db connections")
+    return " ".join(f"{k.replace(' ', '_')}={row.get(k)}" for k in keys)
+
+
+def _report(args, load, probe, growth, errors, lost, drained, restarts) -> int:
+    seconds = args.minutes * 60
+    print(f"\nsubmitted {load.counts['submitted']} ({load.counts['submitted'] / seconds:.1f}/s), "
+          f"pages {load.counts['pages']}, read API {load.counts['api']}, errors {len(errors)}, "
+          f"lost {len(lost)}, all processed: {bool(drained)}, process restarts: {restarts}")  # fmt: skip
+    for error in errors[:20]:
+        print("  error: " + error)
+    worst = max(growth.items(), key=lambda item: item[1][2], default=(None, (0, 0, 0)))
+    print(
+        f"\ngrowth after the {args.warmup}-minute warm-up (first sample -> last), worst: {worst[0]} {worst[1][2]:+.1f} %"
+    )
+    print("| metric | after warm-up | end | growth |\n|---|---|---|---|")
+    for metric, (first, last, percent) in growth.items():
+        print(f"| {metric} | {first} | {last} | {percent:+.1f} % |")
+    checked = {m: g for m, g in growth.items() if args.check_growth == "all" or not m.startswith("redis")}
+    grew = [m for m, (_first, _last, percent) in checked.items() if percent > args.max_growth]
+    if args.check_growth != "none" and not growth:
+        grew = ["(no two samples after the warm-up)"]
+    ok = not errors and not lost and drained and not restarts and (args.check_growth == "none" or not grew)
+    print(f"\nverdict: {'PASS' if ok else 'FAIL'}" + (f" (grew over {args.max_growth} %: {grew})" if grew else ""))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

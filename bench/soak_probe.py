@@ -1,0 +1,119 @@
+"""What the soak records every sample: RSS and open file descriptors of every process of
+the system, Redis memory, and the database connections; and how much each grew.
+
+Processes are named by role (``web``, ``web worker 1``, ``worker 2``, ``sweeper``, ...):
+each started process and the children it keeps (gunicorn's workers), found anew each
+sample, so that a restarted worker shows as a new pid (``restarts``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psutil
+import pymysql
+import redis
+
+
+def _redis_db_bytes(connection: redis.Redis) -> tuple[int, int]:
+    """Keys and bytes (``MEMORY USAGE`` of each key) of one Redis database: the server
+    is shared, so its ``used_memory`` counts other databases too."""
+    keys = total = 0
+    batch = []
+    for key in connection.scan_iter(count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            keys, total = keys + len(batch), total + _usage(connection, batch)
+            batch = []
+    return keys + len(batch), total + _usage(connection, batch)
+
+
+def _usage(connection: redis.Redis, keys: list) -> int:
+    pipe = connection.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key)
+    return sum(size or 0 for size in pipe.execute())
+
+
+@dataclass
+class Probe:
+    """Samples the processes in ``roots`` (role -> Popen), one Redis DB and one database."""
+
+    roots: dict
+    redis_connection: redis.Redis
+    mysql: dict
+    database: str
+    samples: list = field(default_factory=list)
+    pids: dict = field(default_factory=dict)
+    restarts: int = 0
+
+    def processes(self) -> dict[str, psutil.Process]:
+        found = {}
+        for role, popen in self.roots.items():
+            try:
+                root = psutil.Process(popen.pid)
+                found[role] = root
+                children = sorted(root.children(recursive=True), key=lambda p: p.pid)
+            except psutil.NoSuchProcess:
+                continue
+            for index, child in enumerate(children, 1):
+                found[f"{role} child {index}"] = child
+        return found
+
+    def sample(self, elapsed: float) -> dict:
+        """One sample: ``{"t": seconds, "<role> rss MB": ..., "<role> fds": ..., ...}``."""
+        row = {"t": round(elapsed)}
+        for role, process in self.processes().items():
+            try:
+                with process.oneshot():
+                    row[f"{role} rss MB"] = round(process.memory_info().rss / 2**20, 1)
+                    row[f"{role} fds"] = process.num_fds()
+            except psutil.NoSuchProcess:
+                continue
+            if self.pids.setdefault(role, process.pid) != process.pid:
+                self.restarts += 1
+                self.pids[role] = process.pid
+        info = self.redis_connection.info("memory")
+        keys, size = _redis_db_bytes(self.redis_connection)
+        row["redis server used MB"] = round(info["used_memory"] / 2**20, 1)
+        row["redis db keys"] = keys
+        row["redis db MB"] = round(size / 2**20, 2)
+        row["db connections"] = self.connections()
+        self.samples.append(row)
+        return row
+
+    def connections(self) -> int:
+        conn = pymysql.connect(**self.mysql)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                    (self.database,),
+                )
+                return cursor.fetchone()[0]
+        finally:
+            conn.close()
+
+    def growth(self, after: float) -> dict[str, tuple[float, float, float]]:
+        """Per metric: (first sample at or after ``after`` s, last sample, growth in %)."""
+        later = [s for s in self.samples if s["t"] >= after]
+        if len(later) < 2:
+            return {}
+        first, last = later[0], later[-1]
+        found = {}
+        for name, value in first.items():
+            if name == "t" or name not in last or name == "redis server used MB":
+                continue  # the server's memory is every database's, not ours
+            found[name] = (value, last[name], (last[name] - value) / value * 100 if value else 0.0)
+        return found
+
+
+def wait_until(predicate, timeout: float, step: float = 1.0):
+    """Poll ``predicate`` until it returns a true value or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
