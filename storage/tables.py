@@ -120,6 +120,7 @@ cpanstats = sa.Table(
     sa.Index("cpanstats_dist_version", "dist", "version"),
     sa.Index("cpanstats_fulldate", "fulldate"),
     sa.Index("cpanstats_osname", "osname"),  # ours: the read API's /v3/summary?osname=
+    sa.Index("cpanstats_dist_fulldate", "dist", "fulldate"),  # ours: /v3/summary/<dist>?since=&limit=
     **MYSQL_TABLE_ARGS,
 )
 
