@@ -22,7 +22,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from app import openapi
 from app.errors import JSON_TYPE, json_response
-from app.read_side import read_api_answer, read_services
+from app.read_side import read_api_answer, read_services, read_until_found
 from schemas import fast_json
 from schemas.v3 import GRADES, validation_errors
 from storage.engine import abandon
@@ -154,6 +154,20 @@ def _args(schema: Schema) -> dict:
     return args
 
 
+def _first_batch(engine: sa.Engine, query: sa.Select) -> tuple[sa.Connection, sa.CursorResult, list]:
+    try:
+        conn = engine.connect()
+    except DATABASE_UNAVAILABLE as exc:
+        raise Unavailable("database unavailable") from exc
+    try:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(query)
+        return conn, result, result.fetchmany(STREAM_BATCH)
+    except BaseException:
+        abandon(conn)
+        conn.close()
+        raise
+
+
 def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results found"):
     """Stream ``query`` as a JSON array; ``404`` when it has no row (upstream's behaviour).
 
@@ -165,21 +179,13 @@ def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results
     whole answer before its first byte; their short ``Cache-Control`` lifetime lets the
     proxy in front serve repeats.
     """
-    engine = read_services().engine
-    try:
-        conn = engine.connect()
-    except DATABASE_UNAVAILABLE as exc:
-        raise Unavailable("database unavailable") from exc
-    try:
-        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(query)
-        first = result.fetchmany(STREAM_BATCH)
-    except BaseException:
-        conn.invalidate()
-        conn.close()
-        raise
-    if not first:
+    for engine in read_services().engines():  # a list empty on the replica: ask the primary
+        conn, result, first = _first_batch(engine, query)
+        if first:
+            break
         result.close()
         conn.close()
+    else:
         return _not_found(not_found)
 
     def chunks() -> Iterator[bytes]:
@@ -247,8 +253,7 @@ def release_version(dist: str, version: str):
     args = _release_args(dist, None)
     query = release_query(dist=dist, version=version, since=args.get("since"), maturity=args.get("maturity"))
     try:
-        with read_services().engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = read_until_found(lambda conn: conn.execute(query).first(), lambda row: row is not None)
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if row is None:
@@ -263,8 +268,9 @@ def analysis(dist: str, version: str):
     """Why does a release fail? Each candidate factor's FAIL/PASS counts by value, ranked
     by Cramér's V, with Benjamini-Hochberg corrected p-values (schemas/failure_analysis.py)."""
     try:
-        with read_services().engine.connect() as conn:
-            result = release_analysis(conn, dist, version)
+        result = read_until_found(
+            lambda conn: release_analysis(conn, dist, version), lambda result: result["fail"] + result["pass"] > 0
+        )
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if result["fail"] + result["pass"] == 0:
