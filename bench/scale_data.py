@@ -307,10 +307,11 @@ def _document_row(gen: Generator, report: tuple, template: dict) -> dict:
         "state": "done",
         "state_changed": created,
         "creator": tester.resource,
-        "distfile": f"{dist.author}/{dist.name}-{version}.tar.gz",
         "submission_sha256": uuid.UUID(guid).hex * 2,
         "report": doc,
         **index_columns(doc),
+        # Metabase submissions carry their AUTHOR/FILE; one in ten came through the v3 API without.
+        "distfile": None if stats_id % 10 == 0 else f"{dist.author}/{dist.name}-{version}.tar.gz",
     }
 
 
@@ -377,6 +378,12 @@ STATS_COLUMNS = ["id", "guid", "state", "postdate", "tester", "dist", "version",
                  "osvers", "fulldate", "type", "uploadid"]  # fmt: skip
 DATA_COLUMNS = ["dist", "version", "id", "guid", "oncpan", "distmat", "perlmat", "patched", "pass", "fail", "na",
                 "unknown", "uploadid"]  # fmt: skip
+
+
+def use_server(spec: str) -> None:
+    """``host:port[:user]``: the server to load into (bench.scale_server's, say)."""
+    host, port, *user = spec.split(":")
+    MYSQL.update(host=host, port=int(port), user=user[0] if user else "bench")
 
 
 def database_url(database: str) -> str:
@@ -462,7 +469,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--facts", action="store_true", help="parse the largest release's stored reports")
     parser.add_argument("--replace", action="store_true", help="drop the database first if it exists")
+    parser.add_argument("--mysql", default="127.0.0.1:3306:root", help="host:port:user of the server")
     args = parser.parse_args(argv)
+    use_server(args.mysql)
     if args.database.startswith("cpt_test_") or not args.database.replace("_", "").isalnum():
         parser.error("give a database name of letters, digits and _ that is not a test database (cpt_test_*)")
     if args.replace:

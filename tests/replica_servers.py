@@ -29,28 +29,39 @@ def _binary(name: str) -> str | None:
 class MariaDBServer:
     """One ``mariadbd`` with root through its socket and ``cpt`` over TCP."""
 
-    def __init__(self, directory: Path, server_id: int, primary: bool):
+    def __init__(self, directory: Path, server_id: int, primary: bool | None, port: int | None = None, options=()):
+        """``primary``: True writes a binary log, False is a read-only replica, None neither."""
         self.directory, self.server_id, self.primary = directory, server_id, primary
-        self.port = free_port()
+        self.port = port or free_port()
+        self.options = list(options)
         self.process: subprocess.Popen | None = None
 
     @property
     def socket(self) -> Path:
         return self.directory / "mysqld.sock"
 
-    def start(self) -> None:
+    def start(self, detach: bool = False) -> None:
+        """Install a data directory (unless there is one) and start ``mariadbd`` on it;
+        ``detach`` leaves it running after this process (a benchmark's server)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if not (self.directory / "data" / "mysql").exists():
+            self._install()
+        self._run(detach)
+
+    def _install(self) -> None:
         with open(self.directory / "install.log", "wb") as log:
             subprocess.run(
                 [_binary("mariadb-install-db"), "--no-defaults", f"--datadir={self.directory / 'data'}",
                  "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"],
                 stdout=log, stderr=subprocess.STDOUT, check=True, timeout=180,
             )  # fmt: skip
-        replication = (
-            ["--log-bin=primary-bin", "--binlog-format=ROW"]
-            if self.primary
-            else ["--skip-log-bin", "--read-only=1", "--relay-log=replica-relay"]
-        )
+
+    def _run(self, detach: bool) -> None:
+        replication = {
+            True: ["--log-bin=primary-bin", "--binlog-format=ROW"],
+            False: ["--skip-log-bin", "--read-only=1", "--relay-log=replica-relay"],
+            None: ["--skip-log-bin"],
+        }[self.primary]
         argv = [
             _binary("mariadbd"),
             "--no-defaults",
@@ -67,13 +78,16 @@ class MariaDBServer:
             "--collation-server=utf8mb4_unicode_ci",
             "--innodb-buffer-pool-size=32M",
             f"--log-error={self.directory / 'mariadbd.err'}",
+            *self.options,
         ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=detach
+        )
         wait_for(lambda: self.process.poll() is None and self.sql("SELECT 1") == "1", 90, f"{self.name} to answer")
 
     @property
     def name(self) -> str:
-        return "primary" if self.primary else "replica"
+        return {True: "primary", False: "replica", None: "server"}[self.primary]
 
     def sql(self, statements: str, database: str | None = None) -> str:
         """Run SQL as root through the socket; its output (tab-separated, no headers)."""
