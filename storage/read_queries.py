@@ -52,6 +52,10 @@ def summary_query(
         query = query.where(c.dist == dist)
     if version is not None:
         query = query.where(c.version == version)
+        if dist is not None:
+            # (dist, version, fulldate) holds exactly this release's rows in date order;
+            # MariaDB would otherwise walk the distribution's date index for a `since`.
+            query = query.with_hint(cpanstats, "FORCE INDEX (cpanstats_dist_version)", "mysql")
     if perls:
         query = query.where(c.perl.in_(perls))
     if osnames:

@@ -147,6 +147,21 @@ def test_the_read_apis_since_and_limit_lists_are_index_ranges_in_order(planned):
         assert_index_ranges(planned, [sql])
 
 
+def test_a_releases_limited_list_reads_that_release_only_in_date_order(planned):
+    with planned.connect() as conn:
+        dist, version = conn.execute(
+            sa.select(cpanstats.c.dist, cpanstats.c.version)
+            .group_by(cpanstats.c.dist, cpanstats.c.version)
+            .order_by(sa.func.count().desc())
+            .limit(1)
+        ).one()
+    query = summary_query(dist=dist, version=version, since=datetime(2020, 1, 1), limit=10)
+    sql = str(query.compile(dialect=planned.dialect, compile_kwargs={"literal_binds": True}))
+    assert_index_ranges(planned, [sql])
+    # Not the distribution's date index, walked until ten rows of this release turn up.
+    assert [step["key"] for step in plan_of(planned, sql)] == ["cpanstats_dist_version"]
+
+
 def test_upload_paths_of_many_releases_are_one_index_range_query(planned):
     with planned.connect() as conn:
         releases = [tuple(r) for r in conn.execute(sa.select(uploads.c.dist, uploads.c.version).limit(300))]
