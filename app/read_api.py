@@ -3,7 +3,8 @@
 its own gunicorn group) from the processed tables.
 
 Shapes and error forms are upstream's: lists are streamed (``[``, rows, ``]``) and an
-empty list is a ``404`` ``No results found``; errors are ``{"errors": [{"message",
+empty list is a ``404`` ``No results found``; every list takes ``since`` (as upstream's)
+and ``limit`` (upstream: /v3/release only); errors are ``{"errors": [{"message",
 "path"}]}``. Release counts are summed over every perl, as upstream does since 2026-04.
 The query parameters are validated by marshmallow schemas, which also document them in
 ``/openapi.json``.
@@ -21,8 +22,10 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from app import openapi
 from app.errors import JSON_TYPE, json_response
-from app.read_side import read_api_cache_control, read_services
+from app.read_side import read_api_cache_control, read_services, read_until_found
+from schemas import fast_json
 from schemas.v3 import GRADES, validation_errors
+from storage.engine import abandon
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
 from storage.read_queries import (
@@ -42,15 +45,21 @@ STREAM_BATCH = 200
 """Rows fetched from the database and sent per chunk of a streamed list."""
 
 
+LIMIT = {"description": "at most this many rows (a positive integer)"}
+
+
 class SummaryQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    since = fields.DateTime(metadata={"description": "reports on or after (ISO 8601)"})
+    since = fields.DateTime(metadata={"description": "reports on or after (ISO 8601, to the minute)"})
     grade = fields.String(validate=validate.OneOf(GRADES))
     perl = fields.List(fields.String(), metadata={"description": "repeatable"})
     osname = fields.List(fields.String(), metadata={"description": "repeatable"})
     perl_maturity = fields.String(validate=validate.OneOf(("stable", "dev")))
+    limit = fields.Integer(
+        strict=False, metadata={"description": "at most this many reports, the oldest first (a positive integer)"}
+    )
 
 
 class ReleaseQuerySchema(Schema):
@@ -59,7 +68,7 @@ class ReleaseQuerySchema(Schema):
 
     since = fields.DateTime(metadata={"description": "only with a dist or an author: latest report on or after"})
     maturity = fields.String(validate=validate.OneOf(("stable", "dev")))
-    limit = fields.Integer(strict=False)
+    limit = fields.Integer(strict=False, metadata=LIMIT)
     precache = fields.Boolean(metadata={"description": "accepted for compatibility; answers are cached briefly"})
 
 
@@ -67,8 +76,10 @@ class UploadQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    since = fields.DateTime(metadata={"description": "released on or after"})
-    limit = fields.Integer(metadata={"description": "declared upstream, ignored"})
+    since = fields.DateTime(metadata={"description": "released on or after (ISO 8601)"})
+    limit = fields.Integer(
+        strict=False, metadata={"description": "at most this many uploads, the oldest first (upstream ignores it)"}
+    )
     maturity = fields.String(metadata={"description": "declared upstream, ignored"})
 
 
@@ -135,36 +146,62 @@ def _args(schema: Schema) -> dict:
             continue
         raw[name] = request.args.getlist(name) if isinstance(field, fields.List) else request.args.get(name)
     try:
-        return schema.load(raw)
+        args = schema.load(raw)
     except ValidationError as exc:
         raise BadQuery(validation_errors(exc.messages, prefix="")) from exc
+    if "limit" in args and args["limit"] < 1:
+        raise BadQuery([{"message": 'The value for "limit" must be a positive integer', "path": "/"}])
+    return args
 
 
-def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results found"):
-    """Stream ``query`` as a JSON array; ``404`` when it has no row (upstream's behaviour)."""
-    engine = read_services().engine
+def _first_batch(engine: sa.Engine, query: sa.Select) -> tuple[sa.Connection, sa.CursorResult, list]:
     try:
         conn = engine.connect()
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     try:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(query)
-        first = result.fetchmany(STREAM_BATCH)
+        return conn, result, result.fetchmany(STREAM_BATCH)
     except BaseException:
+        abandon(conn)
         conn.close()
         raise
-    if not first:
+
+
+def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results found"):
+    """Stream ``query`` as a JSON array; ``404`` when it has no row (upstream's behaviour).
+
+    The rows come through a server-side cursor (MariaDB) in batches of
+    :data:`STREAM_BATCH`: the first batch is sent as soon as the database has found it,
+    whatever the list's length, and a process never holds more than one batch. A stream
+    its client abandons (a disconnect, a HEAD) closes its connection instead of reading
+    the rest of the rows to the end. Streamed lists carry no ``ETag``: it would need the
+    whole answer before its first byte; their short ``Cache-Control`` lifetime lets the
+    proxy in front serve repeats.
+    """
+    for engine in read_services().engines():  # a list empty on the replica: ask the primary
+        conn, result, first = _first_batch(engine, query)
+        if first:
+            break
+        result.close()
         conn.close()
+    else:
         return _not_found(not_found)
 
-    def chunks() -> Iterator[str]:
+    def chunks() -> Iterator[bytes]:
+        finished = False
         try:
-            yield "[" + ",".join(json.dumps(to_row(row), ensure_ascii=False) for row in first)
+            # One orjson call per batch: a list of dicts, its brackets dropped.
+            yield b"[" + fast_json.dumps([to_row(row) for row in first])[1:-1]
             while batch := result.fetchmany(STREAM_BATCH):
-                yield "," + ",".join(json.dumps(to_row(row), ensure_ascii=False) for row in batch)
-            yield "]"
+                yield b"," + fast_json.dumps([to_row(row) for row in batch])[1:-1]
+            yield b"]"
+            finished = True
         finally:
-            result.close()
+            if finished:
+                result.close()
+            else:
+                abandon(conn)  # an unread server-side cursor: drop it, do not drain it
             conn.close()
 
     return _cached(Response(chunks(), content_type=JSON_TYPE))
@@ -186,6 +223,7 @@ def summary(dist: str | None = None, version: str | None = None):
         grade=args.get("grade"),
         since=args.get("since"),
         perl_maturity=args.get("perl_maturity"),
+        limit=args.get("limit"),
     )
     return stream_list(query, summary_row)
 
@@ -194,8 +232,6 @@ def _release_args(dist: str | None, author: str | None) -> dict:
     args = _args(RELEASE_ARGS)
     if "since" in args and not (dist or author):
         raise BadQuery([{"message": '"since" parameter not allowed', "path": "/"}])
-    if "limit" in args and args["limit"] < 1:
-        raise BadQuery([{"message": 'The value for "limit" must be a positive integer', "path": "/"}])
     return args
 
 
@@ -217,8 +253,7 @@ def release_version(dist: str, version: str):
     args = _release_args(dist, None)
     query = release_query(dist=dist, version=version, since=args.get("since"), maturity=args.get("maturity"))
     try:
-        with read_services().engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = read_until_found(lambda conn: conn.execute(query).first(), lambda row: row is not None)
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if row is None:
@@ -233,8 +268,9 @@ def analysis(dist: str, version: str):
     """Why does a release fail? Each candidate factor's FAIL/PASS counts by value, ranked
     by Cramér's V, with Benjamini-Hochberg corrected p-values (schemas/failure_analysis.py)."""
     try:
-        with read_services().engine.connect() as conn:
-            result = release_analysis(conn, dist, version)
+        result = read_until_found(
+            lambda conn: release_analysis(conn, dist, version), lambda result: result["fail"] + result["pass"] > 0
+        )
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if result["fail"] + result["pass"] == 0:
@@ -256,7 +292,8 @@ def upload(dist: str | None = None, author: str | None = None):
         not_found = f'Author "{author}" not found'
     else:
         not_found = "No results found"
-    return stream_list(upload_query(dist=dist, author=author, since=args.get("since")), upload_row, not_found)
+    query = upload_query(dist=dist, author=author, since=args.get("since"), limit=args.get("limit"))
+    return stream_list(query, upload_row, not_found)
 
 
 @read_api.errorhandler(BadQuery)

@@ -8,7 +8,9 @@ the apps send it and serves them to every reader.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -19,6 +21,8 @@ import settings as settings_module
 from storage.engine import create_read_engine
 
 EXTENSION_KEY = "cpantesters_viewer"
+
+T = TypeVar("T")
 
 STALE_SECONDS = 86400
 """How long a cache may still serve a stored answer while it refreshes it in the
@@ -35,14 +39,38 @@ READ_METHODS = ["GET", "HEAD", "OPTIONS"]
 
 @dataclass
 class ReadServices:
-    """What a read-side app needs per process: its settings and a read-only engine."""
+    """What a read-side app needs per process: its settings, a read-only engine on where it
+    reads (``READ_DATABASE_URL``: a replica, or the primary) and, when that is a replica, a
+    read-only engine on the primary (``DATABASE_URL``), asked only when the replica has
+    nothing: a report just submitted may not have reached the replica yet."""
 
     settings: settings_module.Settings
     engine: sa.Engine
+    primary: sa.Engine | None = None
+
+    def engines(self) -> tuple[sa.Engine, ...]:
+        """Where to look, in order: the replica, then (when it is one) the primary."""
+        return (self.engine,) if self.primary is None else (self.engine, self.primary)
+
+    def dispose(self) -> None:
+        for engine in self.engines():
+            engine.dispose()
 
 
 def read_services() -> ReadServices:
     return current_app.extensions[EXTENSION_KEY]
+
+
+def read_until_found(read: Callable[[sa.Connection], T], found: Callable[[T], bool]) -> T:
+    """``read(conn)`` on the replica; when ``found`` says its answer is a not-found, the same
+    on the primary (when reads go to a replica), whose answer is then the one given."""
+    answer = None
+    for engine in read_services().engines():
+        with engine.connect() as conn:
+            answer = read(conn)
+        if found(answer):
+            break
+    return answer
 
 
 def found_page_cache_control(config: settings_module.Settings) -> str:
@@ -65,8 +93,12 @@ def read_api_cache_control(config: settings_module.Settings) -> str:
 def init_app(app: Flask, config: settings_module.Settings, threads: int) -> ReadServices:
     """Give ``app`` its read-only engine (a pooled connection per request thread), CORS
     headers on every answer and gzip for clients that accept it (streamed lists too)."""
-    engine = create_read_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT, pool_size=threads)
-    services = ReadServices(config, engine)
+    engine = create_read_engine(config.read_database_url, connect_timeout=config.DB_CONNECT_TIMEOUT, pool_size=threads)
+    primary = None
+    if config.read_database_url != config.DATABASE_URL:
+        # Only for not-found answers: a small pool, opened on first use.
+        primary = create_read_engine(config.DATABASE_URL, connect_timeout=config.DB_CONNECT_TIMEOUT, pool_size=2)
+    services = ReadServices(config, engine, primary)
     app.extensions[EXTENSION_KEY] = services
     # Level 1 (nginx's default): a 20 KB report shrinks about 4x in ~0.1 ms; gzip only, the
     # encoding nginx asks for and can undo (gunzip) for the rare client without it.

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, Response, current_app
 from app.services import services
 from schemas.v3 import PERL5
 from storage.reports import latest_reports
-from storage.uploads import upload_path
+from storage.uploads import upload_paths
 
 tail = Blueprint("tail", __name__)
 EXTENSION_KEY = "tail_log"
@@ -44,7 +44,7 @@ def build_tail_log(engine: sa.Engine, size: int, now: datetime | None = None) ->
         rows = latest_reports(conn, PERL5, size)
         # Only reports stored without their own resource path need the uploads table.
         missing = {(r["dist"], r["version"]) for r in rows if not r["distfile"]}
-        authors = {release: upload_path(conn, *release) for release in missing}
+        authors = upload_paths(conn, missing)
     lines = [f"The last {len(rows)} reports as of {now.strftime('%Y-%m-%dT%H:%M:%S')}Z:"]
     for row in rows:
         distfile = row["distfile"] or authors.get((row["dist"], row["version"])) or ""

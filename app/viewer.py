@@ -224,14 +224,19 @@ def view_report(ident: str):
     """The report page, its raw form or the legacy JSON; see the module docstring."""
     services = read_side.read_services()
     form = "json" if _flag("json") else "raw" if _flag("raw") else "html"
+    legacy_url = services.settings.LEGACY_DATABASE_URL
     try:
-        with services.engine.connect() as conn:
-            found = find_report(conn, ident.strip(), services.settings.LEGACY_DATABASE_URL)
-            if found is None:
-                return _not_found(ident, form)
-            parsed = parsed_facts(conn, found) if form == "html" else None
+
+        def read(conn):
+            found = find_report(conn, ident.strip(), legacy_url)
+            return found, (parsed_facts(conn, found) if found is not None and form == "html" else None)
+
+        # A report not on the replica yet (just submitted) is looked for on the primary.
+        found, parsed = read_side.read_until_found(read, lambda answer: answer[0] is not None)
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
+    if found is None:
+        return _not_found(ident, form)
     response = Response(_render(found, form, parsed), content_type=FORMS[form])
     response.headers["Cache-Control"] = read_side.found_page_cache_control(services.settings)
     response.add_etag()
@@ -244,8 +249,9 @@ def release_analysis_page(dist: str, version: str):
     table, and their counts by value (the JSON is the read API's ``/v3/analysis``)."""
     services = read_side.read_services()
     try:
-        with services.engine.connect() as conn:
-            result = release_analysis(conn, dist, version)
+        result = read_side.read_until_found(
+            lambda conn: release_analysis(conn, dist, version), lambda result: result["fail"] + result["pass"] > 0
+        )
     except DATABASE_UNAVAILABLE as exc:
         raise Unavailable("database unavailable") from exc
     if result["fail"] + result["pass"] == 0:

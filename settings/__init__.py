@@ -28,6 +28,11 @@ class Settings:
         "sqlite:///var/cpantesters.sqlite",
         "SQLAlchemy URL of our database; `mysql://user:pass@host/db` uses pymysql.",
     )
+    READ_DATABASE_URL: str = setting(
+        "",
+        "SQLAlchemy URL of a replica the viewer and the read API read from; empty: DATABASE_URL. A report or"
+        " list not found on the replica is looked for on DATABASE_URL before the answer is a not-found.",
+    )
     LEGACY_DATABASE_URL: str = setting(
         "",
         "Legacy MySQL database holding the Metabase cache; when set, reports not migrated yet are served from it.",
@@ -153,6 +158,11 @@ class Settings:
     AUTH_FAILURE_WINDOW: int = setting(
         900, "Seconds over which AUTH_FAILURE_LIMIT counts wrong secrets (moving window)."
     )
+
+    @property
+    def read_database_url(self) -> str:
+        """Where the read side reads: ``READ_DATABASE_URL``, or ``DATABASE_URL`` without one."""
+        return self.READ_DATABASE_URL or self.DATABASE_URL
 
     @property
     def auth_enabled(self) -> bool:

@@ -210,3 +210,17 @@ def create_read_engine(url: str, *, connect_timeout: int = 3, pool_size: int = 5
         conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def abandon(conn: sa.Connection) -> None:
+    """Close ``conn`` in the middle of a streamed (server-side cursor) result without reading
+    the rest of it: the connection is dropped from the pool, not returned to it.
+
+    pymysql would otherwise read every remaining row to the end before the connection
+    could be used or closed (an abandoned list of 600,000 rows costs the whole of it); its
+    pending result is marked finished, so that nothing reads from the closed socket later."""
+    dbapi = conn.connection.dbapi_connection if not conn.invalidated else None
+    pending = getattr(dbapi, "_result", None)
+    if pending is not None and getattr(pending, "unbuffered_active", False):
+        pending.unbuffered_active = False
+    conn.invalidate()

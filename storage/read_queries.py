@@ -39,7 +39,11 @@ def summary_query(
     grade: str | None = None,
     since: datetime | None = None,
     perl_maturity: str | None = None,
+    limit: int | None = None,
 ) -> sa.Select:
+    """The cpanstats rows asked for. Unordered, as upstream's (the rows stream in index
+    order at once); with ``limit``, the oldest first (``fulldate``, then ``id``), so that
+    ``since`` = the last date seen pages forward."""
     c = cpanstats.c
     query = sa.select(
         c.guid, c.state, c.fulldate, c.tester, c.dist, c.version, c.platform, c.perl, c.osname, c.osvers
@@ -48,6 +52,10 @@ def summary_query(
         query = query.where(c.dist == dist)
     if version is not None:
         query = query.where(c.version == version)
+        if dist is not None:
+            # (dist, version, fulldate) holds exactly this release's rows in date order;
+            # MariaDB would otherwise walk the distribution's date index for a `since`.
+            query = query.with_hint(cpanstats, "FORCE INDEX (cpanstats_dist_version)", "mysql")
     if perls:
         query = query.where(c.perl.in_(perls))
     if osnames:
@@ -62,6 +70,8 @@ def summary_query(
             query = query.where(perl_version.c.devel == 0, perl_version.c.patch == 0)
         else:
             query = query.where(sa.or_(perl_version.c.devel == 1, perl_version.c.patch == 1))
+    if limit is not None:
+        query = query.order_by(c.fulldate, c.id).limit(limit)
     return query
 
 
@@ -131,7 +141,10 @@ def release_row(row) -> dict:
     }
 
 
-def upload_query(dist: str | None = None, author: str | None = None, since: datetime | None = None) -> sa.Select:
+def upload_query(
+    dist: str | None = None, author: str | None = None, since: datetime | None = None, limit: int | None = None
+) -> sa.Select:
+    """Uploads, oldest first; ``limit`` keeps the first ones (upstream ignores it)."""
     u = uploads.c
     query = sa.select(u.dist, u.version, u.author, u.filename, u.released)
     if dist is not None:
@@ -144,7 +157,8 @@ def upload_query(dist: str | None = None, author: str | None = None, since: date
         # The whole list: walk the released index in order (streams at once, no sort of
         # the table), which MySQL would otherwise skip for a full scan plus filesort.
         query = query.with_hint(uploads, "FORCE INDEX (uploads_released)", "mysql")
-    return query.order_by(u.released)
+    query = query.order_by(u.released)
+    return query if limit is None else query.limit(limit)
 
 
 def upload_row(row) -> dict:

@@ -117,9 +117,10 @@ cpanstats = sa.Table(
     sa.Column("uploadid", UnsignedInt, sa.ForeignKey("uploads.uploadid"), nullable=False),
     sa.Index("cpanstats_idx_perl", "perl"),
     sa.Index("cpanstats_idx_uploadid", "uploadid"),
-    sa.Index("cpanstats_dist_version", "dist", "version"),
+    sa.Index("cpanstats_dist_version", "dist", "version", "fulldate"),  # fulldate ours: ?limit= in date order
     sa.Index("cpanstats_fulldate", "fulldate"),
     sa.Index("cpanstats_osname", "osname"),  # ours: the read API's /v3/summary?osname=
+    sa.Index("cpanstats_dist_fulldate", "dist", "fulldate"),  # ours: /v3/summary/<dist>?since=&limit=
     **MYSQL_TABLE_ARGS,
 )
 

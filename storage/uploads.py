@@ -40,6 +40,23 @@ def upload_path(conn: sa.Connection, dist: str, version: str) -> str | None:
     return None
 
 
+def upload_paths(conn: sa.Connection, releases: Iterable[tuple[str, str]], chunk: int = 500) -> dict:
+    """``{(dist, version): "AUTHOR/FILE"}`` of the releases that have a usable ``uploads``
+    row: one query per ``chunk`` releases (a row-IN on the (dist, version) key), not one
+    per release."""
+    wanted = sorted(set(releases))
+    paths = {}
+    key = sa.tuple_(uploads.c.dist, uploads.c.version)
+    for start in range(0, len(wanted), chunk):
+        query = sa.select(uploads.c.dist, uploads.c.version, uploads.c.author, uploads.c.filename).where(
+            key.in_(wanted[start : start + chunk])
+        )
+        for row in conn.execute(query):
+            if row.author and row.filename:
+                paths[(row.dist, row.version)] = f"{row.author}/{row.filename}"
+    return paths
+
+
 def current_uploads(conn: sa.Connection) -> dict[tuple[str, str], sa.Row]:
     query = sa.select(uploads.c.uploadid, uploads.c.type, uploads.c.author, uploads.c.dist, uploads.c.version)
     query = query.add_columns(uploads.c.filename, uploads.c.released)

@@ -293,7 +293,7 @@ def test_read_api_is_documented_in_openapi_json_of_every_app(api, viewer, config
                 assert path in document["paths"]
             assert {"Summary", "Release", "Upload"} <= set(document["components"]["schemas"])
             names = {p["name"] for p in document["paths"]["/v3/summary"]["get"]["parameters"]}
-            assert names == {"since", "grade", "perl", "osname", "perl_maturity"}
+            assert names == {"since", "grade", "perl", "osname", "perl_maturity", "limit"}
     finally:
         intake.extensions["cpantesters"].engine.dispose()
 
