@@ -71,6 +71,17 @@ def gunicorn(app: str = "wsgi:app", workers: int = 2, log_path: Path | None = No
                 process.kill()
 
 
+def wait_until(predicate, timeout: float, step: float = 0.1):
+    """Poll ``predicate`` (a real process changes state) until it returns a true value or
+    ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
 def send_raw(port: int, raw: bytes, timeout: float = 10) -> bytes:
     """Send exact request bytes over a socket and return the whole response."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:

@@ -188,16 +188,6 @@ def test_304_through_the_proxy_for_both_encodings(stack, writer):
         assert stack.request(f"/report/{guid}", headers={**accept, "If-None-Match": '"other"'}).status == 200
 
 
-def wait_until(predicate, timeout: float, step: float = 0.1):
-    """Poll ``predicate`` (a real process changes state) until it returns a true value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
 def test_a_changed_tester_name_and_a_later_author_show_within_the_shared_max_age(stack, writer):
     """The stated bound: the proxy refreshes a page VIEWER_SHARED_MAX_AGE after it fetched
     it (in the background, on the next view), so such a change shows within that."""
@@ -214,7 +204,7 @@ def test_a_changed_tester_name_and_a_later_author_show_within_the_shared_max_age
     changed = time.monotonic()
     cached = stack.request(path)
     assert cached.cache in FROM_CACHE and cached.body == first.body  # the proxy's copy
-    fresh = wait_until(lambda: "From: Douglas" in (page := stack.request(path).body.decode()) and page, 15)
+    fresh = processes.wait_until(lambda: "From: Douglas" in (page := stack.request(path).body.decode()) and page, 15)
     assert fresh, "the changed name never showed"
     # the bound: the page's lifetime, then one view to start the refresh and its render
     assert time.monotonic() - changed < SHARED_MAX_AGE + 5
@@ -228,7 +218,9 @@ def test_a_slow_viewer_gets_its_pages_served_stale_at_once(stack, writer):
     stack.signal_group("viewer", signal.SIGSTOP)  # accepts connections, answers nothing
     try:
         started = time.monotonic()
-        stale = wait_until(lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10)
+        stale = processes.wait_until(
+            lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10
+        )
         assert stale and stale.status == 200 and stale.body == cached.body
         again_started = time.monotonic()
         again = stack.request(path)
@@ -245,7 +237,9 @@ def test_a_dead_viewer_gets_its_pages_served_stale(stack, writer):
     cached = stack.request(path)
     stack.stop_group("viewer")
     try:
-        stale = wait_until(lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10)
+        stale = processes.wait_until(
+            lambda: (a := stack.request(path)).cache in ("STALE", "UPDATING") and a, SHARED_MAX_AGE + 10
+        )
         assert stale and stale.status == 200 and stale.body == cached.body
         never_seen = stack.request("/report/00000000-0000-0000-0000-000000000abc")
         assert never_seen.status == 502  # nothing to serve stale
@@ -355,13 +349,13 @@ def test_more_requests_at_once_from_one_address_than_the_limit_get_a_json_503(st
             answer = raw_answer(stack.port, submission_head(2) + b"{}")
             return answer if answer[0] == 503 else None
 
-        refused = wait_until(one_more, 10)
+        refused = processes.wait_until(one_more, 10)
         assert refused, "the request over the limit was let through"
         assert refused[1] == "application/json" and "too many requests" in json.loads(refused[2])["error"]
     finally:
         for sock in held:
             sock.close()
-    assert wait_until(lambda: raw_answer(stack.port, submission_head(2) + b"{}")[0] != 503, 10)
+    assert processes.wait_until(lambda: raw_answer(stack.port, submission_head(2) + b"{}")[0] != 503, 10)
 
 
 def test_status_and_dashboard_are_never_cached(stack):
