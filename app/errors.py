@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from intake.pipeline import Conflict, Forbidden, Unauthorized
 from schemas.errors import InvalidReport
 from schemas.v3 import V3ValidationError
-from storage.errors import Unavailable
+from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,13 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
+def _database_unavailable(exc: Exception) -> Response:
+    """A query whose connection died (a database restart) where no view turned it into
+    :class:`Unavailable`: a 503, as when the connection cannot be opened, never a 500."""
+    logger.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0][:200])
+    return error_response("database unavailable", 503)
+
+
 def _unexpected(exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return error_response("internal error; the report was not stored", 500)
@@ -73,5 +80,7 @@ def _unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     for kind in DOMAIN_STATUS:
         app.register_error_handler(kind, _domain_error)
+    for kind in DATABASE_UNAVAILABLE:
+        app.register_error_handler(kind, _database_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

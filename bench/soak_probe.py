@@ -8,7 +8,6 @@ sample, so that a restarted worker shows as a new pid (``restarts``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import psutil
@@ -107,13 +106,3 @@ class Probe:
                 continue  # the server's memory is every database's, not ours
             found[name] = (value, last[name], (last[name] - value) / value * 100 if value else 0.0)
         return found
-
-
-def wait_until(predicate, timeout: float, step: float = 1.0):
-    """Poll ``predicate`` until it returns a true value or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
