@@ -381,6 +381,7 @@ def add_paths(spec) -> None:
                         "description": "the release's counts",
                         "content": {"application/json": {"schema": "Release"}},
                     },
+                    "400": errors("bad parameter"),
                     "404": errors("Not found"),
                 },
             }
@@ -391,6 +392,7 @@ def add_paths(spec) -> None:
         "parameters": [{"in": "query", "schema": UploadQuerySchema}],
         "responses": {
             "200": _list_of("Upload", "the uploads (streamed)"),
+            "400": errors("bad parameter (a limit that is not a positive integer)"),
             "404": errors('No results found / Distribution "X" not found / Author "X" not found'),
         },
     }
