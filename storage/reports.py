@@ -245,11 +245,6 @@ def read_document(conn: sa.Connection, row) -> dict:
     return report_codec.unpack(report_z, texts, compressed=False)
 
 
-def pending_guids(conn: sa.Connection, older_than: datetime, limit: int = 10_000) -> list[str]:
-    """GUIDs of reports still waiting for processing, oldest first (index on state, created)."""
-    return [guid for guid, _created, _id in pending_page(conn, older_than, limit)]
-
-
 def pending_page(
     conn: sa.Connection, older_than: datetime, limit: int = 10_000, after: tuple[datetime, int] | None = None
 ) -> list[tuple[str, datetime, int]]:
