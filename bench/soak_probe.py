@@ -94,15 +94,21 @@ class Probe:
         finally:
             conn.close()
 
-    def growth(self, after: float) -> dict[str, tuple[float, float, float]]:
-        """Per metric: (first sample at or after ``after`` s, last sample, growth in %)."""
+    def growth(self, after: float, window: int = 3) -> dict[str, tuple[float, float, float]]:
+        """Per metric: (mean of the first ``window`` samples at or after ``after`` s, mean of
+        the last ``window``, growth in %). Means, not single samples: Redis holds the jobs
+        of the last minute and the backlog of the moment, which swing from one sample to
+        the next; a leak shows in the means as it does in single samples."""
         later = [s for s in self.samples if s["t"] >= after]
         if len(later) < 2:
             return {}
-        first, last = later[0], later[-1]
+        size = max(1, min(window, len(later) // 2))
+        head, tail = later[:size], later[-size:]
         found = {}
-        for name, value in first.items():
-            if name == "t" or name not in last or name == "redis server used MB":
+        for name in head[0]:
+            if name in ("t", "redis server used MB") or any(name not in s for s in head + tail):
                 continue  # the server's memory is every database's, not ours
-            found[name] = (value, last[name], (last[name] - value) / value * 100 if value else 0.0)
+            first = round(sum(s[name] for s in head) / size, 2)
+            last = round(sum(s[name] for s in tail) / size, 2)
+            found[name] = (first, last, (last - first) / first * 100 if first else 0.0)
         return found
