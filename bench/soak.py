@@ -48,7 +48,7 @@ from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from tests import captures  # noqa: E402
-from tests.processes import wait_until  # noqa: E402
+from tests.polling import wait_for  # noqa: E402
 
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB") or os.environ.get("CPT_TEST_REDIS_DB") or "11")
 GROUPS = {
@@ -146,9 +146,12 @@ def main() -> int:
             time.sleep(max(0.0, min(args.sample_seconds, args.minutes * 60 - (time.monotonic() - started))))
         probe.sample(time.monotonic() - started)
         load.stop()
-        drained = wait_until(
-            lambda: count(name, "state = 'pending'") == 0, timeout=max(120.0, args.minutes * 10), step=1.0
-        )
+        try:
+            drained = wait_for(
+                lambda: count(name, "state = 'pending'") == 0, max(120.0, args.minutes * 10), "the backlog", 1.0
+            )
+        except TimeoutError:
+            drained = False
         lost = missing(name, load.acked)
         errors = load.errors + log_errors(logs)
         growth = probe.growth(args.warmup * 60)
