@@ -3,21 +3,16 @@ factor first; a screenshot is kept in tests/artifacts/ (docs/analysis-page.png i
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from tests.test_failure_analysis_api import planted  # noqa: F401 (fixture)
 from tests.test_failure_analysis_storage import DIST, VERSION
-from tests.test_viewer_browser import CHROMIUM, CHROMIUM_FLAGS, dump_dom, served_viewer  # noqa: F401 (fixture)
+from tests.test_viewer_browser import CHROMIUM, dump_dom, screenshot, served_viewer  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
 ]
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 def test_browser_shows_the_analysis_chart_and_table(served_viewer, planted, tmp_path):  # noqa: F811
@@ -27,10 +22,4 @@ def test_browser_shows_the_analysis_chart_and_table(served_viewer, planted, tmp_
     assert dom.count('class="bar"') >= 3  # perl, useithreads, Foo::Bar as given and bucketed
     first_row = dom.split('id="factors"', 1)[1].split("</tr>", 2)[1]
     assert "prereq Foo::Bar" in first_row
-    ARTIFACTS.mkdir(exist_ok=True)
-    subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'shot'}", "--window-size=1000,900",
-         f"--screenshot={ARTIFACTS / 'analysis-page.png'}", url],
-        capture_output=True, timeout=90, check=True,
-    )  # fmt: skip
-    assert (ARTIFACTS / "analysis-page.png").stat().st_size > 5000
+    assert screenshot(url, "analysis-page.png", tmp_path).stat().st_size > 5000

@@ -65,6 +65,17 @@ def dump_dom(url: str, tmp_path) -> str:
     return result.stdout.decode("utf-8")
 
 
+def screenshot(url: str, name: str, tmp_path) -> Path:
+    """A 1000x900 screenshot of ``url`` kept as ``tests/artifacts/<name>`` (the docs' pictures)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'shot'}", "--window-size=1000,900",
+         f"--screenshot={ARTIFACTS / name}", url],
+        capture_output=True, timeout=90, check=True,
+    )  # fmt: skip
+    return ARTIFACTS / name
+
+
 def test_browser_shows_the_report_and_runs_none_of_its_markup(served_viewer, backend, tmp_path):
     attack = (
         '<script>document.title="pwned";document.body.setAttribute("data-pwned","1")</script><b id="injected">x</b>'
@@ -106,10 +117,4 @@ def test_browser_shows_the_unmet_prerequisites_above_the_report(served_viewer, b
 
     assert dom.index('id="summary"') < dom.index('id="prerequisites"') < dom.index('id="report"')
     assert dom.count('<tr class="unmet">') == 5
-    ARTIFACTS.mkdir(exist_ok=True)
-    subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'shot'}", "--window-size=1000,900",
-         f"--screenshot={ARTIFACTS / 'report-page.png'}", url],
-        capture_output=True, timeout=90, check=True,
-    )  # fmt: skip
-    assert (ARTIFACTS / "report-page.png").stat().st_size > 5000
+    assert screenshot(url, "report-page.png", tmp_path).stat().st_size > 5000
