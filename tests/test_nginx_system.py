@@ -260,6 +260,15 @@ def test_the_read_api_is_cached_briefly_with_json_errors(stack, writer):
     assert missing.json() == {"errors": [{"message": 'Distribution "No-Such-Dist" not found', "path": "/"}]}
 
 
+def test_the_failure_analysis_reaches_the_viewer_and_the_read_api_through_the_proxy(stack):
+    # Unknown releases: each app's own not-found, not the web app's (which serves neither).
+    page = stack.request("/dist/No-Such-Dist/1.0/analysis")
+    assert page.status == 404 and "no-store" in page.headers["cache-control"]
+    api = stack.request("/v3/analysis/No-Such-Dist/1.0")
+    assert api.status == 404 and api.headers["content-type"] == "application/json"
+    assert api.json()["errors"][0]["message"].startswith("No PASS or FAIL report")
+
+
 def raw_answer(port: int, raw: bytes) -> tuple[int, str | None, bytes, str | None]:
     """Status, Content-Type, body and X-Cache-Status of a raw request's answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
