@@ -1,53 +1,127 @@
-"""Reports taken along by a coalesced transaction: their own jobs return after one Redis
-read, and a duplicate job of a done report changes nothing; on both backends."""
+"""Reports taken along by a coalesced transaction: claimed first, so that no two jobs take
+the same report; once committed, their jobs leave the queue, and a job a worker had
+already dequeued returns after one Redis read; a duplicate job of a done report changes
+nothing. On both backends."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from rq.job import Job
 
-from queueing.contract import SERIALIZER, enqueue_report, job_id
+from queueing.contract import SERIALIZER, enqueue_report, job_id, report_queue
 from storage.tables import cpanstats, perl_version, release_data
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
 
 
-def test_jobs_of_reports_taken_along_return_after_a_redis_read(backend, db, monkeypatch):
-    guids = [store(db, grade=grade, perl="5.22.2") for grade in ("pass", "fail", "na", "pass")]
-    redis = backend.redis()
-    for guid in guids:
-        enqueue_report(redis, guid)
-
-    transactions = []
+@pytest.fixture
+def transactions(monkeypatch):
+    """The GUIDs of every report transaction the jobs run, in order."""
+    seen = []
     real = jobs.run_job_transaction
 
     def counting(db_, batch):
-        transactions.append(sorted(batch))
+        seen.append(sorted(batch))
         return real(db_, batch)
 
     monkeypatch.setattr(jobs, "run_job_transaction", counting)
+    return seen
+
+
+def _queued(backend, db, grades=("pass", "fail", "na", "pass")):
+    redis = backend.redis()
+    guids = [store(db, grade=grade, perl="5.22.2") for grade in grades]
+    for guid in guids:
+        enqueue_report(redis, guid)
+    return redis, guids
+
+
+def test_a_job_takes_the_reports_queued_behind_it_into_its_transaction(backend, db, transactions):
+    redis, guids = _queued(backend, db)
     run_jobs(redis)
 
-    assert len(transactions) == 1  # the first job took the three behind it along
-    first = guids[0]  # the queue is FIFO
-    for guid in guids:
-        job = Job.fetch(job_id(guid), connection=redis, serializer=SERIALIZER)
-        assert job.return_value() == "done"
-        marker = redis.get(jobs.taken_key(guid))
-        assert (marker is None) == (guid == first)
+    assert transactions == [sorted(guids)]
     assert states(db) == dict.fromkeys(guids, "done")
     assert table_count(db, cpanstats) == 4
     assert table_count(db, release_data) == 4
     assert table_count(db, perl_version) == 1
     assert summary(db) == {("CPAN-Testers-WWW-Statistics", "1.06", 1, 1, 1, 1): (2, 1, 1, 0)}
 
-    # A duplicate job once the marker is gone: the state, read in the transaction, says done.
-    redis.delete(jobs.taken_key(guids[1]))
+
+def test_the_jobs_of_reports_taken_along_leave_the_queue_and_their_marker_says_done(backend, db, transactions):
+    redis, guids = _queued(backend, db)
+    first, taken = guids[0], guids[1:]  # the queue is FIFO
+    run_jobs(redis)
+
+    assert Job.fetch(job_id(first), connection=redis, serializer=SERIALIZER).return_value() == "done"
+    assert not any(Job.exists(job_id(guid), connection=redis) for guid in taken)
+    assert report_queue(redis).count == 0
+    assert [redis.get(jobs.taken_key(guid)) for guid in taken] == [b"done"] * 3
+    assert redis.get(jobs.taken_key(first)) is None
+
+
+def test_a_report_claimed_by_another_job_is_not_taken_along(backend, db, transactions):
+    redis, guids = _queued(backend, db)
+    redis.set(jobs.taken_key(guids[1]), jobs.CLAIMED)  # as a job on another worker does
+    run_jobs(redis)
+
+    assert transactions == [sorted([guids[0], guids[2], guids[3]]), [guids[1]]]
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 4
+
+
+def test_a_dequeued_job_whose_report_was_taken_along_returns_after_reading_its_marker(backend, db, transactions):
+    redis, (guid,) = _queued(backend, db, grades=("pass",))
+    redis.set(jobs.taken_key(guid), "done")  # committed by another job after this one was dequeued
+    run_jobs(redis)
+
+    assert transactions == []
+    assert Job.fetch(job_id(guid), connection=redis, serializer=SERIALIZER).return_value() == "done"
+
+
+def test_the_claim_of_a_report_not_yet_stored_is_released_for_its_own_job(backend, db, transactions):
+    redis, (guid,) = _queued(backend, db, grades=("pass",))
+    not_stored = "00000000-0000-0000-0000-00000000abcd"
+    enqueue_report(redis, not_stored)
+    run_jobs(redis)
+
+    assert transactions == [sorted([guid, not_stored]), [not_stored]]
+    assert Job.fetch(job_id(not_stored), connection=redis, serializer=SERIALIZER).return_value() == "missing"
+    assert redis.get(jobs.taken_key(not_stored)) is None
+
+
+def test_a_failed_coalesced_transaction_releases_its_claims_and_each_job_runs_alone(
+    backend, db, transactions, monkeypatch
+):
+    redis, guids = _queued(backend, db, grades=("pass", "fail"))
+    counting = jobs.run_job_transaction
+
+    def refusing_batches(db_, batch):
+        if len(batch) > 1:
+            counting(db_, [])  # recorded, as a transaction that failed
+            raise RuntimeError("one of the others is bad")
+        return counting(db_, batch)
+
+    monkeypatch.setattr(jobs, "run_job_transaction", refusing_batches)
+    run_jobs(redis)
+
+    assert transactions == [[], [guids[0]], [guids[1]]]
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 2
+
+
+def test_a_duplicate_job_of_a_done_report_changes_nothing(backend, db, transactions):
+    redis, guids = _queued(backend, db)
+    run_jobs(redis)
     with db.connect() as conn:
         ids = dict(conn.execute(sa.select(cpanstats.c.guid, cpanstats.c.id)).all())
+
+    redis.delete(jobs.taken_key(guids[1]))  # the marker gone: the state, read in the transaction, says done
     enqueue_report(redis, guids[1])
     run_jobs(redis)
-    assert len(transactions) == 2
+
+    assert transactions[-1] == [guids[1]]
     with db.connect() as conn:
         assert dict(conn.execute(sa.select(cpanstats.c.guid, cpanstats.c.id)).all()) == ids
     assert summary(db) == {("CPAN-Testers-WWW-Statistics", "1.06", 1, 1, 1, 1): (2, 1, 1, 0)}

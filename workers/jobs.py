@@ -18,6 +18,7 @@ import os
 
 import sqlalchemy as sa
 from rq import get_current_job
+from rq.job import Job
 
 from queueing import counters
 from queueing.contract import job_id, report_queue
@@ -121,32 +122,80 @@ def _enrich(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset()) -> 
 
 COALESCE_LIMIT = 50
 """With a backlog, a report job also takes up to this many reports queued behind it into
-its transaction; their own jobs then find them done and return at once."""
+its transaction. It claims them first, so that two workers never take the same reports
+along (they would only wait for each other's row locks), and once they are committed it
+removes their jobs from the queue: no worker spends a dequeue, a job start and a finish
+on a report that is already done."""
 
 
 TAKEN_TTL = 120
-"""Seconds a "taken along" marker lives: the jobs it stands for are queued right behind."""
+"""Seconds a claim or a "taken along" marker lives. A claim outlives any transaction a
+worker keeps (the read timeout ends one sooner); a marker only has to outlive the jobs
+that a worker had already dequeued when the report was committed."""
+
+CLAIMED = "claimed"
+"""The value of a marker while the report's transaction is still running."""
 
 
 def taken_key(guid: str) -> str:
-    """The Redis key of the "taken along" marker of one report (see :func:`process_report`)."""
+    """The Redis key of the claim, then the "taken along" marker, of one report (see
+    :data:`COALESCE_LIMIT`)."""
     return f"cpt:processing:taken:{guid.lower()}"
 
 
-def _mark_taken(outcomes: dict[str, Outcome], own: str) -> None:
-    """After the commit, tell the jobs of the reports taken along that their report is
-    done: they then return after one Redis read instead of a database round trip."""
+def _claim(guids: list[str]) -> list[str]:
+    """Claim ``guids`` for this job's transaction (``SET NX``): the ones another job has
+    claimed or already marked done are left out."""
     job = get_current_job()
-    taken = {g: o for g, o in outcomes.items() if g != own and o is not Outcome.MISSING}
-    if job is None or not taken:
-        return
+    if job is None or not guids:
+        return []
     try:
         pipe = job.connection.pipeline(transaction=False)
-        for guid, outcome in taken.items():
-            pipe.set(taken_key(guid), outcome.value, ex=TAKEN_TTL)
-        pipe.execute()
-    except Exception:  # an optimisation only: the jobs then read the state
-        logger.debug("could not mark taken reports", exc_info=True)
+        for guid in guids:
+            pipe.set(taken_key(guid), CLAIMED, nx=True, ex=TAKEN_TTL)
+        return [guid for guid, claimed in zip(guids, pipe.execute(), strict=True) if claimed]
+    except Exception:  # an optimisation only: the reports' own jobs process them
+        logger.debug("could not claim the reports queued behind", exc_info=True)
+        return []
+
+
+def _release(guids: list[str]) -> None:
+    """Give up claims: the reports' own jobs will process them."""
+    job = get_current_job()
+    if job is None or not guids:
+        return
+    try:
+        job.connection.delete(*(taken_key(guid) for guid in guids))
+    except Exception:  # the claims expire after TAKEN_TTL: their jobs then run in full
+        logger.debug("could not release claims", exc_info=True)
+
+
+def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
+    """After the commit: mark the reports taken along with their outcome, release the
+    claims of the ones not processed (not stored yet), and remove the jobs of the done
+    ones from the queue. A job a worker has already dequeued is not in the queue any more;
+    it finds the marker and returns after one Redis read."""
+    job = get_current_job()
+    if job is None or not claimed:
+        return
+    done = [g for g in claimed if outcomes.get(g, Outcome.MISSING) is not Outcome.MISSING]
+    try:
+        queue = report_queue(job.connection, job.origin)
+        pipe = job.connection.pipeline(transaction=False)
+        for guid in done:
+            pipe.set(taken_key(guid), outcomes[guid].value, ex=TAKEN_TTL)
+        for guid in done:
+            pipe.lrem(queue.key, 1, job_id(guid))
+        unclaimed = [g for g in claimed if g not in done]
+        if unclaimed:
+            pipe.delete(*(taken_key(guid) for guid in unclaimed))
+        removed = pipe.execute()[len(done) : 2 * len(done)]
+        # A job removed from the queue will never run: its hash would stay forever.
+        dropped = [Job.key_for(job_id(guid)) for guid, count in zip(done, removed, strict=True) if count]
+        if dropped:
+            job.connection.delete(*dropped)
+    except Exception:  # an optimisation only: the jobs then run and find their report done
+        logger.debug("could not settle the reports taken along", exc_info=True)
 
 
 def _taken(guid: str) -> str | None:
@@ -189,16 +238,17 @@ def process_report(guid: str) -> str:
     result = None
     # The state is read in the transaction's first query, with the rows of the reports
     # queued behind (none when the workers keep up): no separate look-up.
-    others = [g for g in _queued_behind() if g != own]
+    others = _claim([g for g in _queued_behind() if g != own])
     if others:
         try:
             result = run_job_transaction(db, [guid, *others])
         except Exception as exc:  # one of the others may be bad: do just this one
+            _release(others)
             if is_unavailable(exc):
                 raise _unavailable(exc, f"guid={guid}") from exc
             logger.info("coalesced transaction failed (%s); processing guid=%s alone", _reason(exc), guid)
         else:
-            _mark_taken(result[0], own)
+            _settle_taken(result[0], others)
     try:
         if result is None:
             result = run_job_transaction(db, [guid])
