@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -127,6 +128,9 @@ def main(argv=None) -> int:
     print(f"farm: {config.worker_hosts} worker hosts x {config.workers_per_host} workers, "
           f"{config.web_workers} web workers, sweep every {config.sweep_interval}s (grace {config.sweep_grace}s), "
           f"settings {config.env}", flush=True)  # fmt: skip
+    # A SIGTERM (a CI timeout, an operator's kill) ends the run through the farm's
+    # clean-up, as Ctrl-C does: namespaces, servers and the spool's tmpfs are removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     failed_runs = 0
     for run in range(1, args.runs + 1):
         workdir = Path(tempfile.mkdtemp(prefix="cpt-chaos-"))
