@@ -255,6 +255,7 @@ class Batch:
             values,
             ["guid"],
             lambda new: [(name, new[name]) for name in values[0] if name != "guid"],
+            shape=tuple(values[0]),
         )
         guids = [v["guid"] for v in values]
         data = [column.label(f"rd_{column.name}") for column in release_data.c]
@@ -350,7 +351,7 @@ def add_to_summary(conn: sa.Connection, rows: list[dict]) -> None:
             ("uploadid", new.uploadid),
         ]
 
-    upsert(conn, release_summary, rows, list(SUMMARY_KEY), assignments)
+    upsert(conn, release_summary, rows, list(SUMMARY_KEY), assignments, shape="add counts")
 
 
 def apply_summary_delta(conn: sa.Connection, key: dict, delta: dict) -> None:

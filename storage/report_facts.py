@@ -331,7 +331,9 @@ def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> Non
 def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
     """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock)."""
     with engine.begin() as conn:
-        upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in rows[0] if c != "report_id"])
+        columns = tuple(rows[0])
+        upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in columns if c != "report_id"],
+               shape=columns)  # fmt: skip
 
 
 # -- which reports, and enriching them -------------------------------------------------------

@@ -11,7 +11,7 @@ CLIENT.FOUND_ROWS, so ``rowcount`` cannot tell an insert from a no-op. Read the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -20,35 +20,57 @@ Assignments = Callable[[sa.ColumnCollection], list[tuple[str, sa.ColumnElement]]
 """Given the proposed row (``inserted``/``excluded``), the ``(column, new value)`` pairs to set."""
 
 
+_STATEMENTS: dict[tuple, sa.Insert] = {}
+"""Built upsert statements by dialect, table, key and shape (see :func:`upsert`)."""
+
+KEEP = "keep existing rows"
+"""The shape of an upsert without assignments."""
+
+
 def upsert(
     conn: sa.Connection,
     table: sa.Table,
     values: dict | Sequence[dict],
     key: Sequence[str],
     assignments: Assignments | None = None,
+    *,
+    shape: Hashable | None = None,
 ) -> None:
     """Insert ``values``; on a conflict on the unique ``key`` apply ``assignments``
-    (or leave the existing row alone when there are none)."""
-    if conn.dialect.name == "mysql":
-        stmt = mysql.insert(table)
-        if assignments is None:
-            # A no-op update that keeps the row (INSERT IGNORE would also swallow other errors).
-            first = key[0]
-            stmt = stmt.on_duplicate_key_update([(first, table.c[first])])
-        else:
-            stmt = stmt.on_duplicate_key_update(assignments(stmt.inserted))
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(table)
-        if assignments is None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-        else:
-            stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
-    else:  # pragma: no cover - only the two dialects above are supported
-        raise NotImplementedError(conn.dialect.name)
+    (or leave the existing row alone when there are none).
+
+    ``shape`` names what ``assignments`` produce (for example the tuple of the columns
+    they set): the statement is then built once per shape and reused, where building it
+    again costs more CPU than the database spends on a one-row upsert. Without a shape
+    (and with assignments), it is built on every call."""
+    if assignments is None:
+        shape = KEEP
+    cache_key = (conn.dialect.name, table, tuple(key), shape) if shape is not None else None
+    stmt = _STATEMENTS.get(cache_key) if cache_key else None
+    if stmt is None:
+        stmt = _statement(conn.dialect.name, table, key, assignments)
+        if cache_key:
+            _STATEMENTS[cache_key] = stmt
     # The rows as parameters, not in the statement: its compiled form is then cached
     # (a statement with its VALUES inline is compiled again for every call); pymysql
     # sends an executemany of an INSERT as one multi-row statement.
     conn.execute(stmt, values if isinstance(values, dict) else list(values))
+
+
+def _statement(dialect: str, table: sa.Table, key: Sequence[str], assignments: Assignments | None) -> sa.Insert:
+    if dialect == "mysql":
+        stmt = mysql.insert(table)
+        if assignments is None:
+            # A no-op update that keeps the row (INSERT IGNORE would also swallow other errors).
+            first = key[0]
+            return stmt.on_duplicate_key_update([(first, table.c[first])])
+        return stmt.on_duplicate_key_update(assignments(stmt.inserted))
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table)
+        if assignments is None:
+            return stmt.on_conflict_do_nothing(index_elements=list(key))
+        return stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
+    raise NotImplementedError(dialect)  # pragma: no cover - only the two dialects above are supported
 
 
 def insert_missing(conn: sa.Connection, table: sa.Table, values: dict | Sequence[dict], key: Sequence[str]) -> None:
