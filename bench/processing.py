@@ -5,33 +5,42 @@ and the receipt-to-cpanstats lag under a steady submission rate.
     .venv/bin/python -m bench.processing --batch 100            # drain, backlog-tool batch jobs
     .venv/bin/python -m bench.processing --fork --workers 2     # RQ's forking Worker
     .venv/bin/python -m bench.processing --lag --rate 200 --seconds 20 --workers 2
+    .venv/bin/python -m bench.processing --lag --workers 2 --burn 2    # beside two busy loops: a slow day
 
 Runs against a throwaway MariaDB database (created and dropped here) and one Redis database
 (``--redis``, flushed: use your own number). Reports are real-shaped: the captured v3 fixture
 with the dists, perls, grades and testers varied. Drain time counts from starting the
-worker processes (start-up included) to the last report being done.
+worker processes (start-up included) to the last report being done. The lag counts from
+a report's receipt (four feeder processes store and queue them, as the web app does) to
+the moment a reader of the database first sees it done (polled every 20 ms). Both print
+the workers' CPU per report and the machine's yardstick.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import random
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pymysql
 import redis as redis_lib
 import sqlalchemy as sa
-from rq.job import Job
 
-from queueing.contract import SERIALIZER, enqueue_report, job_id, report_queue
+from bench.machine import yardstick
+from queueing.contract import enqueue_report, report_queue
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.reports import store_report
@@ -118,8 +127,10 @@ def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) 
     enqueue_seconds = time.perf_counter() - started
     started = time.perf_counter()
     procs = bench.start_workers(workers, fork, burst=True)
-    for proc in procs:
-        proc.wait()
+    cpu = 0.0
+    while any(proc.poll() is None for proc in procs):
+        cpu = max(cpu, cpu_seconds(procs))  # read while they live: an exited process has no figures
+        time.sleep(0.05)
     seconds = time.perf_counter() - started
     left = bench.pending()
     return {
@@ -128,59 +139,135 @@ def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) 
         "rate": len(guids) / seconds,
         "enqueue": enqueue_seconds,
         "left": left,
+        "cpu_ms": cpu / len(guids) * 1000,
     }
 
 
-def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float) -> dict:
-    bench.reset()
-    procs = bench.start_workers(workers, fork, burst=False)
-    time.sleep(3)  # workers up before the load starts
-    receipts: dict[str, float] = {}
-    total = int(rate * seconds)
-    feed = rows(total, seed=7)
-    begin = time.perf_counter()
-    for i, row in enumerate(feed):
-        due = begin + i / rate
-        pause = due - time.perf_counter()
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU the processes (and their children) have used so far."""
+    total = 0.0
+    for proc in procs:
+        try:
+            process = psutil.Process(proc.pid)
+            for one in (process, *process.children(recursive=True)):
+                times = one.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _feed(database_url: str, redis_url: str, share: list[tuple[float, dict]], begin: float, out: str) -> None:
+    """One feeder process: store and queue its share of the reports, each at its due time
+    (``begin`` + offset, wall clock), as the web app does; write the receipt times."""
+    engine = create_engine(database_url)
+    connection = redis_lib.Redis.from_url(redis_url)
+    receipts = {}
+    for offset, row in share:
+        pause = begin + offset - time.time()
         if pause > 0:
             time.sleep(pause)
         row["created"] = datetime.now(UTC).replace(tzinfo=None)
         received = time.time()
-        store_report(bench.engine, row)
-        enqueue_report(bench.redis, row["guid"])
+        store_report(engine, row)
+        enqueue_report(connection, row["guid"])
         receipts[row["guid"]] = received
-    achieved = total / (time.perf_counter() - begin)
-    deadline = time.monotonic() + 120
-    while bench.pending() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    Path(out).write_text(json.dumps(receipts))
+    engine.dispose()
+
+
+class DoneWatcher(threading.Thread):
+    """Polls the database for the reports that are due and not done yet, and notes when
+    each was first seen done: the lag as a reader of the database sees it. (A job's own
+    end time would miss the reports another job took along: their jobs never run.)"""
+
+    def __init__(self, engine: sa.Engine, schedule: list[tuple[float, str]], interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.engine, self.schedule, self.interval = engine, sorted(schedule), interval
+        self.done: dict[str, float] = {}
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        due, outstanding = 0, set()
+        while not self.finished.is_set():
+            now = time.time()
+            while due < len(self.schedule) and self.schedule[due][0] <= now:
+                outstanding.add(self.schedule[due][1])
+                due += 1
+            waiting = sorted(outstanding)[:1000]
+            if waiting:
+                with self.engine.connect() as conn:
+                    seen = conn.execute(
+                        sa.select(test_report.c.guid).where(
+                            test_report.c.guid.in_(waiting), test_report.c.state != "pending"
+                        )
+                    ).scalars()
+                    at = time.time()
+                    for guid in seen:
+                        self.done[guid] = at
+                        outstanding.discard(guid)
+            if due == len(self.schedule) and not outstanding:
+                return
+            self.finished.wait(self.interval)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of sorted ``values``."""
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float, feeders: int) -> dict:
+    bench.reset()
+    procs = bench.start_workers(workers, fork, burst=False)
+    time.sleep(3)  # workers up before the load starts
+    total = int(rate * seconds)
+    feed = rows(total, seed=7)
+    begin = time.time() + 1.0  # the feeders' common start
+    schedule = [(i / rate, row) for i, row in enumerate(feed)]
+    watcher = DoneWatcher(bench.engine, [(begin + offset, row["guid"]) for offset, row in schedule])
+    cpu_before = cpu_seconds(procs)
+    context = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [str(Path(tmp) / f"feeder-{n}.json") for n in range(feeders)]
+        feeding = [
+            context.Process(target=_feed, args=(bench.database_url, bench.redis_url, schedule[n::feeders], begin, out))
+            for n, out in enumerate(outs)
+        ]
+        for process in feeding:
+            process.start()
+        watcher.start()
+        for process in feeding:
+            process.join()
+        achieved = total / (time.time() - begin)
+        receipts = {}
+        for out in outs:
+            receipts.update(json.loads(Path(out).read_text()))
+    watcher.join(timeout=120)
+    watcher.finished.set()
+    cpu = cpu_seconds(procs) - cpu_before
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         proc.wait()
-    jobs = Job.fetch_many([job_id(g) for g in receipts], connection=bench.redis, serializer=SERIALIZER)
-    lags = []
-    for guid, job in zip(receipts, jobs, strict=True):
-        if job is None or job.ended_at is None:
-            continue
-        ended = job.ended_at if job.ended_at.tzinfo else job.ended_at.replace(tzinfo=UTC)
-        lags.append(ended.timestamp() - receipts[guid])
-    lags.sort()
-
-    def pct(p):
-        return lags[min(len(lags) - 1, int(p / 100 * len(lags)))]
-
+    lags = sorted(watcher.done[g] - received for g, received in receipts.items() if g in watcher.done)
     return {
         "workers": workers,
         "offered": rate,
         "achieved": achieved,
         "reports": total,
         "measured": len(lags),
-        "p50": pct(50),
-        "p95": pct(95),
-        "p99": pct(99),
+        "p50": percentile(lags, 50),
+        "p95": percentile(lags, 95),
+        "p99": percentile(lags, 99),
         "max": lags[-1],
         "mean": statistics.mean(lags),
+        "cpu_ms": cpu / max(1, len(lags)) * 1000,
     }
+
+
+def burn(count: int) -> list[subprocess.Popen]:
+    """``count`` busy-looping processes: a slow day on demand (each takes a core's share)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
 def main(argv=None) -> None:
@@ -192,19 +279,24 @@ def main(argv=None) -> None:
     parser.add_argument("--lag", action="store_true", help="measure lag under steady load instead of drain")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--feeders", type=int, default=4, help="processes storing and queueing the lag's reports")
+    parser.add_argument("--burn", type=int, default=0, help="busy-looping processes beside the run (a slow day)")
     parser.add_argument("--mysql", default="127.0.0.1:3306")
     parser.add_argument("--redis", default=os.environ.get("CPT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
     args = parser.parse_args(argv)
+    print(f"machine: {yardstick()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     bench = Bench(args.mysql, args.redis)
+    burners = burn(args.burn)
     try:
         kind = "fork Worker" if args.fork else "SimpleWorker"
         if args.lag:
             for workers in args.workers:
-                r = lag(bench, workers, args.fork, args.rate, args.seconds)
+                r = lag(bench, workers, args.fork, args.rate, args.seconds, args.feeders)
                 print(
                     f"lag {kind} workers={workers} offered={r['offered']:.0f}/s achieved={r['achieved']:.0f}/s "
                     f"reports={r['reports']} measured={r['measured']} p50={r['p50'] * 1000:.0f}ms "
-                    f"p95={r['p95'] * 1000:.0f}ms p99={r['p99'] * 1000:.0f}ms max={r['max'] * 1000:.0f}ms",
+                    f"p95={r['p95'] * 1000:.0f}ms p99={r['p99'] * 1000:.0f}ms max={r['max'] * 1000:.0f}ms "
+                    f"worker CPU {r['cpu_ms']:.2f} ms/report; load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
             return
@@ -216,10 +308,13 @@ def main(argv=None) -> None:
             r = drain(bench, guids, workers, args.fork, args.batch)
             print(
                 f"drain {kind} {mode} reports={len(guids)} workers={workers} seconds={r['seconds']:.1f} "
-                f"rate={r['rate']:.0f}/s (enqueue {r['enqueue']:.1f}s) left={r['left']}",
+                f"rate={r['rate']:.0f}/s (enqueue {r['enqueue']:.1f}s) left={r['left']} "
+                f"worker CPU {r['cpu_ms']:.2f} ms/report; load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     finally:
+        for burner in burners:
+            burner.kill()
         bench.close()
 
 

@@ -115,6 +115,9 @@ class Batch:
         self.unchanged: set[str] = set()
         self.deltas: dict[tuple, dict] = {}
         self.outcomes: dict[str, Outcome] = {}
+        self.documents: dict[int, dict] = {}
+        """The documents read for processing, by ``test_report.id``: the enrichment after
+        the commit parses them without reading them again."""
 
     # -- perl_version and uploads ------------------------------------------------------
 
@@ -177,14 +180,16 @@ class Batch:
         """The stored rows of ``guids`` in one query: the columns processing reads, and
         the document through :func:`storage.reports.read_document` (packed or plain)."""
         t = test_report.c
-        columns = (t.guid, t.state, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report)
+        columns = (t.id, t.guid, t.state, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report)
         query = sa.select(*columns).where(t.guid.in_(guids))
         rows = {}
         for row in self.conn.execute(query).mappings():
             if self.skip_done and row["state"] in DONE_STATES:  # left as it is: no document needed
                 rows[row["guid"].lower()] = dict(row)
                 continue
-            rows[row["guid"].lower()] = {**row, "report": read_document(self.conn, row)}
+            document = read_document(self.conn, row)
+            self.documents[row["id"]] = document
+            rows[row["guid"].lower()] = {**row, "report": document}
         return rows
 
     def process(self, guids: list[str]) -> None:
@@ -379,14 +384,15 @@ def process_reports(conn: sa.Connection, guids: Iterable[str], now: datetime | N
 
 def process_pending(
     conn: sa.Connection, guids: Iterable[str], now: datetime | None = None
-) -> tuple[dict[str, Outcome], set[str]]:
+) -> tuple[dict[str, Outcome], set[str], dict[int, dict]]:
     """Like :func:`process_reports`, but a report already done (or skipped) is left as it
     is (the report job's rule: its state is read in the same query as the others' rows).
-    Returns the outcomes (a left report's is its state) and the GUIDs left unchanged."""
+    Returns the outcomes (a left report's is its state), the GUIDs left unchanged, and
+    the documents of the reports processed, by ``test_report.id``."""
     batch = Batch(conn, skip_done=True)
     batch.process(sorted({g.lower() for g in guids}))
     batch.finish(now or utcnow())
-    return batch.outcomes, batch.unchanged
+    return batch.outcomes, batch.unchanged, batch.documents
 
 
 def mark_failed(conn: sa.Connection, guid: str, now: datetime | None = None) -> None:

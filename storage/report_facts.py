@@ -373,6 +373,12 @@ def parse_documents(documents: dict[int, dict]) -> dict[int, ParsedReport]:
     return {report_id: parse_report_text(report_text(doc)) for report_id, doc in documents.items()}
 
 
+def enrich_documents(engine: sa.Engine, documents: dict[int, dict]) -> int:
+    """Parse and store the facts of documents already read (by ``test_report.id``)."""
+    store_facts(engine, parse_documents(documents))
+    return len(documents)
+
+
 def enrich_ids(engine: sa.Engine, report_ids: Sequence[int]) -> int:
     """Parse and store the facts of these reports; returns how many were found."""
     if not report_ids:

@@ -67,7 +67,7 @@ def test_a_failed_enrichment_leaves_processing_done_and_queues_low_priority_work
         raise RuntimeError("parser bug")
 
     with monkeypatch.context() as patched:
-        patched.setattr(facts, "enrich_guids", broken)
+        patched.setattr(facts, "parse_documents", broken)
         enqueue_report(redis, guid)
         run_jobs(redis)
     assert states(db) == {guid: "done"} and table_count(db, cpanstats) == 1
