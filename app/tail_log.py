@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import cachetools
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, current_app
 
 from app.services import services
 from schemas.v3 import PERL5
+from storage.clock import utc_now
 from storage.reports import latest_reports
 from storage.uploads import upload_paths
 
@@ -39,7 +40,7 @@ def format_line(row, distfile: str) -> str:
 
 def build_tail_log(engine: sa.Engine, size: int, now: datetime | None = None) -> str:
     """The whole log.txt text: a header line, then one line per report, newest first."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     with engine.connect() as conn:
         rows = latest_reports(conn, PERL5, size)
         # Only reports stored without their own resource path need the uploads table.

@@ -40,7 +40,9 @@ def upsert(
     elif conn.dialect.name == "sqlite":
         stmt = sqlite.insert(table)
         if assignments is None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+            # Any unique key, as MySQL's ON DUPLICATE KEY: a copied legacy table's ``key``
+            # need not be one of its unique indexes.
+            stmt = stmt.on_conflict_do_nothing()
         else:
             stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
     else:  # pragma: no cover - only the two dialects above are supported
