@@ -394,17 +394,3 @@ def test_the_real_clients_report_reaches_the_read_api_after_its_job(app, client,
     with backend.engine().connect() as conn:
         numeric = conn.execute(sa.select(cpanstats.c.id).where(cpanstats.c.guid == guid)).scalar()
     assert viewer.get(f"/report/{numeric}?json=1").get_json()["result"]["metadata"]["core"]["guid"] == guid
-
-
-def test_read_api_connections_go_back_to_the_pool_without_a_rollback(api_app, api, yancy):
-    """The read side only reads, so on MariaDB its connections run in autocommit and none
-    sends a ``ROLLBACK`` when it goes back to the pool: that round trip was ~5 % of a
-    viewer process's time under load (bench/RESULTS.md)."""
-    engine = api_app.extensions["cpantesters_viewer"].engine
-    if engine.dialect.name != "mysql":
-        pytest.skip("SQLite's rollback is a local call, not a round trip")
-    for path in ("/v3/release/dist/Yancy", "/v3/summary/Yancy/1.004", "/v3/release/dist/Yancy/1.004"):
-        assert api.get(path).status_code == 200
-    with engine.connect() as conn:  # the pool hands back the connection those answers used
-        rollbacks = conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'").one()[1]
-    assert int(rollbacks) == 0
