@@ -62,22 +62,29 @@ def create_app(config: settings_module.Settings) -> Flask:
     return app
 
 
-def create_viewer_app(config: settings_module.Settings) -> Flask:
-    """Build the report viewer app (report pages, /openapi.json); it never writes."""
+def _read_side_app(config: settings_module.Settings, threads: int, surface, title: str, description: str) -> Flask:
+    """A read-only app serving ``surface``'s blueprint and its OpenAPI document."""
     app = _new_app(config)
-    read_side.init_app(app, config, threads=config.VIEWER_THREADS)
-    api = openapi.init_app(app, "CPAN Testers report pages", "Report pages and release analyses (HTML).")
-    viewer.init_app(api)
+    read_side.init_app(app, config, threads=threads)
+    surface.init_app(openapi.init_app(app, title, description))
     errors.init_app(app)
     return app
+
+
+def create_viewer_app(config: settings_module.Settings) -> Flask:
+    """Build the report viewer app (report pages, /openapi.json); it never writes."""
+    return _read_side_app(
+        config, config.VIEWER_THREADS, viewer, "CPAN Testers report pages", "Report pages and release analyses (HTML)."
+    )
 
 
 def create_read_api_app(config: settings_module.Settings) -> Flask:
     """Build the v3 read API app (/v3/summary, /v3/release, /v3/upload, /v3/analysis,
     /openapi.json)."""
-    app = _new_app(config)
-    read_side.init_app(app, config, threads=config.READ_API_THREADS)
-    api = openapi.init_app(app, "CPAN Testers v3 read API", "Reports, release counts and uploads (MetaCPAN's API).")
-    read_api.init_app(api)
-    errors.init_app(app)
-    return app
+    return _read_side_app(
+        config,
+        config.READ_API_THREADS,
+        read_api,
+        "CPAN Testers v3 read API",
+        "Reports, release counts and uploads (MetaCPAN's API).",
+    )

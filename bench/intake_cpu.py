@@ -18,36 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import pymysql
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
 from app import create_app  # noqa: E402
+from bench.databases import drop_database, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from tests import captures  # noqa: E402
 from tests.helpers import register_profile, replay, with_new_guid  # noqa: E402
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 DATABASE = "cpt_bench_intake_cpu"
-
-
-def fresh_database(name: str) -> str:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}"
-
-
-def drop_database(name: str) -> None:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
 
 
 def library_calls_per_request() -> dict[str, float]:
