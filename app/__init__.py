@@ -49,32 +49,42 @@ def create_app(config: settings_module.Settings) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = services.max_submission_bytes
     # The client writes a whole body before reading: let it, so that it reads our answer.
     app.wsgi_app = request_body.DrainBody(app.wsgi_app)
+    api = openapi.init_app(
+        app, "CPAN Testers report intake", "Metabase-compatible submission API and the v3 submission API."
+    )
     errors.init_app(app)
     throttle.init_app(app, services.redis, config.AUTH_FAILURE_LIMIT, config.AUTH_FAILURE_WINDOW)
-    legacy_api.init_app(app)
-    v3_api.init_app(app)
-    tail_log.init_app(app, config.TAIL_LOG_TTL)
-    openapi.init_app(app)
+    legacy_api.init_app(api)
+    v3_api.init_app(api)
+    tail_log.init_app(app, api, config.TAIL_LOG_TTL)
     ops.init_app(app)
     dashboard.init_app(app, config)
     return app
 
 
+def _read_side_app(config: settings_module.Settings, threads: int, surface, title: str, description: str) -> Flask:
+    """A read-only app serving ``surface``'s blueprint and its OpenAPI document."""
+    app = _new_app(config)
+    read_side.init_app(app, config, threads=threads)
+    surface.init_app(openapi.init_app(app, title, description))
+    errors.init_app(app)
+    return app
+
+
 def create_viewer_app(config: settings_module.Settings) -> Flask:
     """Build the report viewer app (report pages, /openapi.json); it never writes."""
-    app = _new_app(config)
-    read_side.init_app(app, config, threads=config.VIEWER_THREADS)
-    viewer.init_app(app)
-    errors.init_app(app)
-    openapi.init_app(app)
-    return app
+    return _read_side_app(
+        config, config.VIEWER_THREADS, viewer, "CPAN Testers report pages", "Report pages and release analyses (HTML)."
+    )
 
 
 def create_read_api_app(config: settings_module.Settings) -> Flask:
-    """Build the v3 read API app (/v3/summary, /v3/release, /v3/upload, /openapi.json)."""
-    app = _new_app(config)
-    read_side.init_app(app, config, threads=config.READ_API_THREADS)
-    read_api.init_app(app)
-    errors.init_app(app)
-    openapi.init_app(app)
-    return app
+    """Build the v3 read API app (/v3/summary, /v3/release, /v3/upload, /v3/analysis,
+    /openapi.json)."""
+    return _read_side_app(
+        config,
+        config.READ_API_THREADS,
+        read_api,
+        "CPAN Testers v3 read API",
+        "Reports, release counts and uploads (MetaCPAN's API).",
+    )

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Flask, request, url_for
+from flask import request, url_for
+from flask_smorest import Api, Blueprint
 
 from app import throttle
 from app.credentials import basic_credentials
 from app.errors import json_response
+from app.openapi import GuidSchema, LegacyErrorSchema, MessageSchema, MetabaseFactSchema, json_body
 from app.request_body import read_body
 from app.services import services
 from schemas.metabase import decode_registration, is_guid
@@ -28,10 +30,42 @@ logger = logging.getLogger(__name__)
 
 PREFIXES = {"api_v1": "/api/v1", "beta": "/beta", "root": ""}
 
-legacy = Blueprint("legacy", __name__)
+legacy = Blueprint("legacy", __name__, description="The Metabase API of the Perl clients")
+
+FACT_TYPE = {
+    "in": "path",
+    "name": "fact_type",
+    "required": True,
+    "schema": {"type": "string", "enum": ["CPAN-Testers-Report"]},
+}
 
 
-@legacy.post("/submit/<fact_type>")
+def _errors(*answers: tuple[int, str]):
+    """Document the ``{"error": ...}`` answers a route gives."""
+
+    def decorate(view):
+        for status, description in reversed(answers):
+            view = legacy.alt_response(status, schema=LegacyErrorSchema, description=description)(view)
+        return view
+
+    return decorate
+
+
+@legacy.route("/submit/<fact_type>", methods=["POST"], parameters=[FACT_TYPE])
+@legacy.doc(
+    summary="Submit a CPAN-Testers-Report (any Content-Type; the body is parsed as JSON)",
+    security=[{"profile": []}],
+    requestBody=json_body(MetabaseFactSchema),
+)
+@legacy.alt_response(201, schema=GuidSchema, description="stored and queued", success=True)
+@_errors(
+    (400, "malformed or invalid report"),
+    (401, "unknown profile or wrong secret"),
+    (403, "report creator is not the authenticated profile"),
+    (409, "a different report already has this GUID"),
+    (413, "body over the size limit"),
+    (503, "report storage unavailable"),
+)
 def submit(fact_type: str):
     """Store a report, queue it, answer 201 with its GUID."""
     started = time.perf_counter()
@@ -51,7 +85,13 @@ def submit(fact_type: str):
     return json_response({"guid": receipt.guid}, 201, {"Location": location})
 
 
-@legacy.post("/register")
+@legacy.route("/register", methods=["POST"])
+@legacy.doc(
+    summary="Register a tester profile: [Metabase-User-Profile, Metabase-User-Secret]",
+    requestBody=json_body(MetabaseFactSchema(many=True)),
+)
+@legacy.alt_response(200, schema=MessageSchema, description="registered", success=True)
+@_errors((400, "invalid profile, or already registered"))
 def register():
     """Store a tester profile; never replace a stored secret."""
     registration = decode_registration(read_body(request))
@@ -71,7 +111,10 @@ def register():
     return json_response({"message": "accepted"}, 200)
 
 
-@legacy.get("/guid/<guid>")
+@legacy.route("/guid/<guid>")
+@legacy.doc(summary="A known profile ({guid}) or report ({fact})")
+@legacy.alt_response(200, description="known", success=True)
+@_errors((404, "unknown GUID"))
 def guid(guid: str):
     """200 for a known user or report (the report as a Metabase fact), else 404."""
     not_found = json_response({"error": f"{guid} not found"}, 404)
@@ -93,6 +136,6 @@ def guid(guid: str):
     return json_response({"fact": to_metabase_struct(row["report"], distfile, row["creator"])}, 200)
 
 
-def init_app(app: Flask) -> None:
+def init_app(api: Api) -> None:
     for name, prefix in PREFIXES.items():
-        app.register_blueprint(legacy, url_prefix=prefix, name=f"legacy_{name}")
+        api.register_blueprint(legacy, url_prefix=prefix, name=f"legacy_{name}")

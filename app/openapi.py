@@ -1,17 +1,25 @@
-"""``GET /openapi.json``: the OpenAPI document of both APIs, generated from the
-marshmallow schemas by apispec (paths are declared here; bodies come from ``schemas/``)."""
+"""Each app's ``GET /openapi.json``, built by flask-smorest from the blueprints that app
+registers through it: an app documents exactly the routes it serves, and every body and
+parameter in its document is a marshmallow schema from ``schemas/`` (or the read API's
+query schemas), the same one that validates it.
+
+The submission bodies (legacy Metabase and v3) are parsed and validated by the intake
+(``app/request_body.py``, ``schemas/``), not by flask-smorest: the Perl client sends JSON
+as ``application/octet-stream`` with a stray ``Content_Type`` header, and a body parser
+keyed on the Content-Type would refuse it. Their schemas are attached as documentation
+only (``Blueprint.doc``), through the same apispec.
+"""
 
 from __future__ import annotations
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Flask
+from flask import Flask
+from flask_smorest import Api
 from marshmallow import Schema, fields
 
-from app.errors import json_response
 from schemas import metabase, v3
 
-docs = Blueprint("openapi", __name__)
+OPENAPI_PATH = "/openapi.json"
+"""Where every app serves its own document (nginx gives each app's a public address)."""
 
 
 class LegacyErrorSchema(Schema):
@@ -30,134 +38,40 @@ class MetabaseFactSchema(metabase.FactSchema):
     """A Metabase fact: core metadata and a JSON-string content."""
 
 
-def _json(schema, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+class DocumentedApi(Api):
+    """flask-smorest's ``Api`` with this project's error shapes.
+
+    Its own ``HTTPException`` handler is replaced by ``app/errors.py``'s (registered after
+    this ``Api``), and operations carry the error answers they really give instead of a
+    generic ``default``."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+    ERROR_SCHEMA = v3.ErrorsSchema
 
 
-def legacy_error(description: str) -> dict:
-    return _json("LegacyError", description)
-
-
-def v3_error(description: str) -> dict:
-    return _json("Errors", description)
-
-
-def build_spec(paths_extra: list | None = None) -> APISpec:
-    """The OpenAPI 3 document for the legacy and v3 APIs."""
-    spec = APISpec(
-        title="CPAN Testers report intake",
-        version="1.0.0",
-        openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
-        info={"description": "Metabase-compatible submission API and the v3 report API."},
-        components={"securitySchemes": {"profile": {"type": "http", "scheme": "basic"}}},
+def init_app(app: Flask, title: str, description: str) -> Api:
+    """Serve ``/openapi.json`` on ``app``; register its documented blueprints with
+    ``api.register_blueprint``. Call before ``app.errors.init_app`` (its error handlers
+    must be the last registered)."""
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH=OPENAPI_PATH.lstrip("/"),
     )
-    spec.components.schema("LegacyError", schema=LegacyErrorSchema)
-    spec.components.schema("Guid", schema=GuidSchema)
-    spec.components.schema("Message", schema=MessageSchema)
-    spec.components.schema("MetabaseFact", schema=MetabaseFactSchema)
-    spec.components.schema("NewReport", schema=v3.NewReportSchema)
-    spec.components.schema("Report", schema=v3.ReportSchema)
-    spec.components.schema("AcceptedReport", schema=v3.AcceptedReportSchema)
-    spec.components.schema("Errors", schema=v3.ErrorsSchema)
-    for prefix in ("/api/v1", "/beta", ""):
-        spec.path(
-            path=f"{prefix}/submit/CPAN-Testers-Report",
-            operations={
-                "post": {
-                    "summary": "Submit a CPAN-Testers-Report (any Content-Type; the body is parsed as JSON)",
-                    "security": [{"profile": []}],
-                    "requestBody": {"content": {"application/json": {"schema": "MetabaseFact"}}},
-                    "responses": {
-                        "201": _json("Guid", "stored and queued"),
-                        "400": legacy_error("malformed or invalid report"),
-                        "401": legacy_error("unknown profile or wrong secret"),
-                        "403": legacy_error("report creator is not the authenticated profile"),
-                        "409": legacy_error("a different report already has this GUID"),
-                        "413": legacy_error("body over the size limit"),
-                        "503": legacy_error("report storage unavailable"),
-                    },
-                }
-            },
-        )
-        spec.path(
-            path=f"{prefix}/register",
-            operations={
-                "post": {
-                    "summary": "Register a tester profile: [Metabase-User-Profile, Metabase-User-Secret]",
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/MetabaseFact"}}
-                            }
-                        }
-                    },
-                    "responses": {
-                        "200": _json("Message", "registered"),
-                        "400": legacy_error("invalid profile, or already registered"),
-                    },
-                }
-            },
-        )
-        spec.path(
-            path=f"{prefix}/guid/{{guid}}",
-            parameters=[{"name": "guid", "in": "path", "required": True, "schema": {"type": "string"}}],
-            operations={
-                "get": {
-                    "summary": "A known profile ({guid}) or report ({fact})",
-                    "responses": {"200": {"description": "known"}, "404": legacy_error("unknown GUID")},
-                }
-            },
-        )
-    spec.path(
-        path="/v3/report",
-        operations={
-            "post": {
-                "summary": "Submit a report in the v3 format",
-                "security": [{"profile": []}],
-                "requestBody": {"content": {"application/json": {"schema": "NewReport"}}},
-                "responses": {
-                    "201": _json("AcceptedReport", "stored and queued"),
-                    "400": v3_error("invalid report"),
-                    "401": v3_error("unknown profile or wrong secret"),
-                },
-            }
-        },
-    )
-    spec.path(
-        path="/v3/report/{id}",
-        parameters=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
-        operations={
-            "get": {
-                "summary": "A stored report",
-                "responses": {"200": _json("Report", "the v3 document"), "404": v3_error("unknown report")},
-            }
-        },
-    )
-    spec.path(
-        path="/tail/log.txt",
-        operations={
-            "get": {
-                "summary": "The last reports in the legacy log.txt line format",
-                "responses": {
-                    "200": {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
-                },
-            }
-        },
-    )
-    for extend in paths_extra or []:
-        extend(spec)
-    return spec
+    api = DocumentedApi(app, spec_kwargs={"info": {"description": description}})
+    api.spec.components.security_scheme("profile", {"type": "http", "scheme": "basic"})
+    return api
 
 
-SPEC_EXTENSIONS: list = []
-"""Functions ``(spec) -> None`` that other surfaces (viewer, read API) use to add their paths."""
+def json_body(schema, description: str | None = None) -> dict:
+    """A request body documented by ``schema`` (parsed by the view, not by flask-smorest)."""
+    body = {"content": {"application/json": {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return body
 
 
-@docs.get("/openapi.json")
-def openapi_json():
-    return json_response(build_spec(SPEC_EXTENSIONS).to_dict(), 200)
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(docs)
+def text_answer(description: str, content_type: str = "text/plain") -> dict:
+    return {"description": description, "content": {content_type: {"schema": {"type": "string"}}}}

@@ -10,14 +10,13 @@ workers of a host); job durations come from the Redis histogram the jobs write.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, render_template_string, request
+from flask import Blueprint, Flask, Response, current_app, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_flask_exporter import PrometheusMetrics
 
 from app.errors import json_response
-from app.ops_page import STATUS_TEMPLATE
 from app.services import services
 from monitoring import alarm
 from monitoring import figures as figures_module
@@ -55,7 +54,7 @@ def status():
         response = json_response(data, 200)
     else:
         response = Response(
-            render_template_string(STATUS_TEMPLATE, f=data),
+            render_template("ops/status.html", f=data),
             content_type="text/html; charset=utf-8",
         )
     response.headers["Cache-Control"] = "no-store"

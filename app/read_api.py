@@ -6,8 +6,8 @@ Shapes and error forms are upstream's: lists are streamed (``[``, rows, ``]``) a
 empty list is a ``404`` ``No results found``; every list takes ``since`` (as upstream's)
 and ``limit`` (upstream: /v3/release only); errors are ``{"errors": [{"message",
 "path"}]}``. Release counts are summed over every perl, as upstream does since 2026-04.
-The query parameters are validated by marshmallow schemas, which also document them in
-``/openapi.json``.
+The query parameters are validated by marshmallow schemas (through flask-smorest and
+webargs), which also document them in this app's ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import logging
 from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from flask import Response, request
+from flask_smorest import Api, Blueprint
+from marshmallow import EXCLUDE, Schema, fields, validate
+from webargs.flaskparser import FlaskParser
 
-from app import openapi
 from app.errors import JSON_TYPE, json_response
 from app.read_side import read_api_cache_control, read_services, read_until_found
 from schemas import fast_json
-from schemas.v3 import GRADES, validation_errors
+from schemas.v3 import GRADES, ErrorsSchema, validation_errors
 from storage.engine import abandon
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.failure_analysis import release_analysis
@@ -39,7 +40,6 @@ from storage.read_queries import (
 
 logger = logging.getLogger(__name__)
 
-read_api = Blueprint("read_api", __name__, url_prefix="/v3")
 
 STREAM_BATCH = 200
 """Rows fetched from the database and sent per chunk of a streamed list."""
@@ -83,10 +83,6 @@ class UploadQuerySchema(Schema):
     maturity = fields.String(metadata={"description": "declared upstream, ignored"})
 
 
-SUMMARY_ARGS, RELEASE_ARGS, UPLOAD_ARGS = SummaryQuerySchema(), ReleaseQuerySchema(), UploadQuerySchema()
-"""Built once per process: making a marshmallow schema costs more than loading with it."""
-
-
 class SummarySchema(Schema):
     guid = fields.String(required=True)
     grade = fields.String(required=True, validate=validate.OneOf(GRADES))
@@ -125,6 +121,37 @@ class BadQuery(Exception):
         self.errors = errors
 
 
+class QueryParser(FlaskParser):
+    """webargs' parser, its errors in upstream's v3 form (a ``400``, not webargs' ``422``)."""
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        raise BadQuery(validation_errors(error.messages.get("query", error.messages), prefix=""))
+
+
+class ReadApiBlueprint(Blueprint):
+    ARGUMENTS_PARSER = QueryParser()
+
+
+read_api = ReadApiBlueprint("read_api", __name__, url_prefix="/v3", description="The v3 read API (MetaCPAN's)")
+
+
+def query(schema: type[Schema]):
+    """Validate the query string with ``schema`` (the view gets the values as its first
+    argument) and document it."""
+    return read_api.arguments(schema, location="query", error_status_code=400)
+
+
+def answers(schema, description: str, *errors: tuple[int, str]):
+    """Document a view's ``200`` (``schema``) and its ``{"errors": [...]}`` answers."""
+
+    def decorate(view):
+        for status, text in reversed(errors):
+            view = read_api.alt_response(status, schema=ErrorsSchema, description=text)(view)
+        return read_api.alt_response(200, schema=schema, description=description, success=True)(view)
+
+    return decorate
+
+
 def _errors(message: str, status: int, path: str = "/"):
     return json_response({"errors": [{"message": message, "path": path}]}, status)
 
@@ -139,16 +166,7 @@ def _cached(response: Response) -> Response:
     return response
 
 
-def _args(schema: Schema) -> dict:
-    raw = {}
-    for name, field in schema.fields.items():
-        if name not in request.args:
-            continue
-        raw[name] = request.args.getlist(name) if isinstance(field, fields.List) else request.args.get(name)
-    try:
-        args = schema.load(raw)
-    except ValidationError as exc:
-        raise BadQuery(validation_errors(exc.messages, prefix="")) from exc
+def _positive_limit(args: dict) -> dict:
     if "limit" in args and args["limit"] < 1:
         raise BadQuery([{"message": 'The value for "limit" must be a positive integer', "path": "/"}])
     return args
@@ -207,12 +225,19 @@ def stream_list(query: sa.Select, to_row: Callable, not_found: str = "No results
     return _cached(Response(chunks(), content_type=JSON_TYPE))
 
 
-@read_api.get("/summary")
-@read_api.get("/summary/<dist>")
-@read_api.get("/summary/<dist>/<path:version>")
-def summary(dist: str | None = None, version: str | None = None):
-    """The cpanstats rows of a dist (and version), or of some perls/OSes."""
-    args = _args(SUMMARY_ARGS)
+@read_api.route("/summary")
+@read_api.route("/summary/<dist>")
+@read_api.route("/summary/<dist>/<path:version>")
+@query(SummaryQuerySchema)
+@answers(
+    SummarySchema(many=True),
+    "the reports (streamed)",
+    (400, "bad parameter, or none of dist, perl, osname"),
+    (404, "No results found"),
+)
+def summary(args: dict, dist: str | None = None, version: str | None = None):
+    """Test reports of a dist (and version), or of some perls / OS names"""
+    _positive_limit(args)
     if not (dist or version or args.get("perl") or args.get("osname")):
         return _errors("You must provide one of 'perl' or 'osname'", 400)
     query = summary_query(
@@ -228,29 +253,35 @@ def summary(dist: str | None = None, version: str | None = None):
     return stream_list(query, summary_row)
 
 
-def _release_args(dist: str | None, author: str | None) -> dict:
-    args = _args(RELEASE_ARGS)
+def _release_args(args: dict, dist: str | None, author: str | None) -> dict:
+    _positive_limit(args)
     if "since" in args and not (dist or author):
         raise BadQuery([{"message": '"since" parameter not allowed', "path": "/"}])
     return args
 
 
-@read_api.get("/release")
-@read_api.get("/release/dist/<dist>")
-@read_api.get("/release/author/<author>")
-def release(dist: str | None = None, author: str | None = None):
-    """Pass/fail/na/unknown counts per release, summed over every perl."""
-    args = _release_args(dist, author)
+@read_api.route("/release")
+@read_api.route("/release/dist/<dist>")
+@read_api.route("/release/author/<author>")
+@query(ReleaseQuerySchema)
+@answers(ReleaseSchema(many=True), "counts per release (streamed)", (400, "bad parameter"), (404, "No results found"))
+def release(args: dict, dist: str | None = None, author: str | None = None):
+    """Report counts per release, summed over every perl"""
+    args = _release_args(args, dist, author)
     query = release_query(
         dist=dist, author=author, since=args.get("since"), maturity=args.get("maturity"), limit=args.get("limit")
     )
     return stream_list(query, release_row)
 
 
-@read_api.get("/release/dist/<dist>/<path:version>")
-def release_version(dist: str, version: str):
-    """One release's counts as a single object (summed; upstream showed one raw row)."""
-    args = _release_args(dist, None)
+@read_api.route("/release/dist/<dist>/<path:version>")
+@query(ReleaseQuerySchema)
+@answers(ReleaseSchema, "the release's counts", (400, "bad parameter"), (404, "Not found"))
+def release_version(args: dict, dist: str, version: str):
+    """One release's counts, summed over every perl
+
+    A single object (upstream showed one raw row)."""
+    args = _release_args(args, dist, None)
     query = release_query(dist=dist, version=version, since=args.get("since"), maturity=args.get("maturity"))
     try:
         row = read_until_found(lambda conn: conn.execute(query).first(), lambda row: row is not None)
@@ -263,10 +294,16 @@ def release_version(dist: str, version: str):
     return response.make_conditional(request)
 
 
-@read_api.get("/analysis/<dist>/<path:version>")
+@read_api.route("/analysis/<dist>/<path:version>")
+@read_api.doc(
+    responses={"200": {"description": "the analysis", "content": {"application/json": {"schema": {"type": "object"}}}}}
+)
+@read_api.alt_response(404, schema=ErrorsSchema, description="no PASS or FAIL report of the release")
 def analysis(dist: str, version: str):
-    """Why does a release fail? Each candidate factor's FAIL/PASS counts by value, ranked
-    by Cramér's V, with Benjamini-Hochberg corrected p-values (schemas/failure_analysis.py)."""
+    """Why a release fails: each factor's FAIL/PASS counts, ranked by Cramer's V
+
+    Each candidate factor's FAIL/PASS counts by value, with Benjamini-Hochberg corrected
+    p-values (schemas/failure_analysis.py)."""
     try:
         result = read_until_found(
             lambda conn: release_analysis(conn, dist, version), lambda result: result["fail"] + result["pass"] > 0
@@ -280,12 +317,19 @@ def analysis(dist: str, version: str):
     return response.make_conditional(request)
 
 
-@read_api.get("/upload")
-@read_api.get("/upload/dist/<dist>")
-@read_api.get("/upload/author/<author>")
-def upload(dist: str | None = None, author: str | None = None):
-    """CPAN uploads, oldest first."""
-    args = _args(UPLOAD_ARGS)
+@read_api.route("/upload")
+@read_api.route("/upload/dist/<dist>")
+@read_api.route("/upload/author/<author>")
+@query(UploadQuerySchema)
+@answers(
+    UploadSchema(many=True),
+    "the uploads (streamed)",
+    (400, "bad parameter (a limit that is not a positive integer)"),
+    (404, 'No results found / Distribution "X" not found / Author "X" not found'),
+)
+def upload(args: dict, dist: str | None = None, author: str | None = None):
+    """CPAN uploads, oldest first"""
+    _positive_limit(args)
     if dist is not None:
         not_found = f'Distribution "{dist}" not found'
     elif author is not None:
@@ -301,132 +345,5 @@ def _bad_query(exc: BadQuery):
     return json_response({"errors": exc.errors}, 400)
 
 
-# --- OpenAPI -----------------------------------------------------------------------
-
-
-def _path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _list_of(schema: str, description: str) -> dict:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {"schema": {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}}
-        },
-    }
-
-
-def add_paths(spec) -> None:
-    """Document the read API in ``/openapi.json`` (an ``openapi.SPEC_EXTENSIONS`` hook)."""
-    spec.components.schema("Summary", schema=SummarySchema)
-    spec.components.schema("Release", schema=ReleaseSchema)
-    spec.components.schema("Upload", schema=UploadSchema)
-    errors = openapi.v3_error
-    summary_op = {
-        "summary": "Test reports of a dist (and version), or of some perls / OS names",
-        "parameters": [{"in": "query", "schema": SummaryQuerySchema}],
-        "responses": {
-            "200": _list_of("Summary", "the reports (streamed)"),
-            "400": errors("bad parameter, or none of dist, perl, osname"),
-            "404": errors("No results found"),
-        },
-    }
-    for path, params in (
-        ("/v3/summary", []),
-        ("/v3/summary/{dist}", ["dist"]),
-        ("/v3/summary/{dist}/{version}", ["dist", "version"]),
-    ):
-        spec.path(path=path, parameters=[_path_param(p) for p in params], operations={"get": summary_op})
-    spec.path(
-        path="/v3/analysis/{dist}/{version}",
-        parameters=[_path_param("dist"), _path_param("version")],
-        operations={
-            "get": {
-                "summary": "Why a release fails: each factor's FAIL/PASS counts, ranked by Cramer's V",
-                "responses": {
-                    "200": {
-                        "description": "the analysis",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "404": errors("no PASS or FAIL report of the release"),
-                },
-            }
-        },
-    )
-    release_op = {
-        "summary": "Report counts per release, summed over every perl",
-        "parameters": [{"in": "query", "schema": ReleaseQuerySchema}],
-        "responses": {
-            "200": _list_of("Release", "counts per release (streamed)"),
-            "400": errors("bad parameter"),
-            "404": errors("No results found"),
-        },
-    }
-    for path, params in (
-        ("/v3/release", []),
-        ("/v3/release/dist/{dist}", ["dist"]),
-        ("/v3/release/author/{author}", ["author"]),
-    ):
-        spec.path(path=path, parameters=[_path_param(p) for p in params], operations={"get": release_op})
-    spec.path(
-        path="/v3/release/dist/{dist}/{version}",
-        parameters=[_path_param("dist"), _path_param("version")],
-        operations={
-            "get": {
-                "summary": "One release's counts, summed over every perl",
-                "parameters": [{"in": "query", "schema": ReleaseQuerySchema}],
-                "responses": {
-                    "200": {
-                        "description": "the release's counts",
-                        "content": {"application/json": {"schema": "Release"}},
-                    },
-                    "400": errors("bad parameter"),
-                    "404": errors("Not found"),
-                },
-            }
-        },
-    )
-    upload_op = {
-        "summary": "CPAN uploads, oldest first",
-        "parameters": [{"in": "query", "schema": UploadQuerySchema}],
-        "responses": {
-            "200": _list_of("Upload", "the uploads (streamed)"),
-            "400": errors("bad parameter (a limit that is not a positive integer)"),
-            "404": errors('No results found / Distribution "X" not found / Author "X" not found'),
-        },
-    }
-    for path, params in (
-        ("/v3/upload", []),
-        ("/v3/upload/dist/{dist}", ["dist"]),
-        ("/v3/upload/author/{author}", ["author"]),
-    ):
-        spec.path(path=path, parameters=[_path_param(p) for p in params], operations={"get": upload_op})
-    viewer_op = {
-        "summary": "A report (GUID or cpanstats id): HTML page, ?raw=1 without layout, ?json=1 legacy JSON",
-        "parameters": [
-            {"name": "json", "in": "query", "schema": {"type": "integer", "enum": [0, 1]}},
-            {"name": "raw", "in": "query", "schema": {"type": "integer", "enum": [0, 1]}},
-        ],
-        "responses": {
-            "200": {
-                "description": 'the report; with ?json=1 also when not found ({"success": 0})',
-                "content": {
-                    "text/html": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "object"}},
-                },
-            },
-            "304": {"description": "not modified (If-None-Match)"},
-            "404": {"description": "Report not found (HTML)", "content": {"text/html": {"schema": {"type": "string"}}}},
-        },
-    }
-    for path in ("/cpan/report/{id}", "/report/{id}"):
-        spec.path(path=path, parameters=[_path_param("id")], operations={"get": viewer_op})
-
-
-if add_paths not in openapi.SPEC_EXTENSIONS:
-    openapi.SPEC_EXTENSIONS.append(add_paths)
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(read_api)
+def init_app(api: Api) -> None:
+    api.register_blueprint(read_api)

@@ -9,18 +9,21 @@ from __future__ import annotations
 import math
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import cachetools
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app
+from flask import Flask, Response, current_app
+from flask_smorest import Api, Blueprint
 
+from app.openapi import text_answer
 from app.services import services
 from schemas.v3 import PERL5
+from storage.clock import utc_now
 from storage.reports import latest_reports
 from storage.uploads import upload_paths
 
-tail = Blueprint("tail", __name__)
+tail = Blueprint("tail", __name__, description="The legacy log.txt of the latest reports")
 EXTENSION_KEY = "tail_log"
 
 
@@ -39,7 +42,7 @@ def format_line(row, distfile: str) -> str:
 
 def build_tail_log(engine: sa.Engine, size: int, now: datetime | None = None) -> str:
     """The whole log.txt text: a header line, then one line per report, newest first."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     with engine.connect() as conn:
         rows = latest_reports(conn, PERL5, size)
         # Only reports stored without their own resource path need the uploads table.
@@ -69,7 +72,8 @@ class TailLog:
         return text, max(0, math.ceil(self.ttl - (time.monotonic() - built)))
 
 
-@tail.get("/tail/log.txt")
+@tail.route("/tail/log.txt")
+@tail.doc(summary="The last reports in the legacy log.txt line format", responses={"200": text_answer("text")})
 def log_txt():
     svc = services()
     text, fresh_for = current_app.extensions[EXTENSION_KEY].get(svc.engine, svc.settings.TAIL_LOG_SIZE)
@@ -78,6 +82,6 @@ def log_txt():
     return response
 
 
-def init_app(app: Flask, ttl: int) -> None:
+def init_app(app: Flask, api: Api, ttl: int) -> None:
     app.extensions[EXTENSION_KEY] = TailLog(ttl)
-    app.register_blueprint(tail)
+    api.register_blueprint(tail)

@@ -16,7 +16,9 @@ import html
 import logging
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, json, render_template, request
+from flask import Response, json, render_template, request
+from flask_smorest import Api, Blueprint
+from marshmallow import Schema, fields, validate
 
 from app import read_side
 from schemas.distname import parse_distfile
@@ -66,7 +68,7 @@ OS_NAMES = {
 }
 """osname -> the long name in the page title (upstream's OS map)."""
 
-viewer = Blueprint("viewer", __name__)
+viewer = Blueprint("viewer", __name__, description="Report pages")
 
 
 def os_long_name(osname: str) -> str:
@@ -197,6 +199,15 @@ def _flag(name: str) -> bool:
     return request.args.get(name, "") not in ("", "0")
 
 
+class ReportFormSchema(Schema):
+    """The report page's forms (documentation: any value but empty or ``0`` sets a flag)."""
+
+    json = fields.Integer(validate=validate.OneOf((0, 1)), metadata={"description": "the legacy JSON"})
+    raw = fields.Integer(validate=validate.OneOf((0, 1)), metadata={"description": "the page without its layout"})
+
+
+HTML_ANSWER = {"text/html": {"schema": {"type": "string"}}}
+
 FORMS = {"json": "application/json", "raw": "text/html; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
@@ -218,8 +229,20 @@ def _not_found(ident: str, form: str) -> Response:
     return response
 
 
-@viewer.get("/cpan/report/<ident>")
-@viewer.get("/report/<ident>")
+@viewer.route("/cpan/report/<ident>")
+@viewer.route("/report/<ident>")
+@viewer.doc(
+    summary="A report (GUID or cpanstats id): HTML page, ?raw=1 without layout, ?json=1 legacy JSON",
+    parameters=[{"in": "query", "schema": ReportFormSchema}],
+    responses={
+        "200": {
+            "description": 'the report; with ?json=1 also when not found ({"success": 0})',
+            "content": {**HTML_ANSWER, "application/json": {"schema": {"type": "object"}}},
+        },
+        "304": {"description": "not modified (If-None-Match)"},
+        "404": {"description": "Report not found (HTML)", "content": HTML_ANSWER},
+    },
+)
 def view_report(ident: str):
     """The report page, its raw form or the legacy JSON; see the module docstring."""
     services = read_side.read_services()
@@ -243,7 +266,15 @@ def view_report(ident: str):
     return response.make_conditional(request)
 
 
-@viewer.get("/dist/<dist>/<version>/analysis")
+@viewer.route("/dist/<dist>/<version>/analysis")
+@viewer.doc(
+    summary="A release's failure analysis as a page",
+    responses={
+        "200": {"description": "the analysis page", "content": HTML_ANSWER},
+        "304": {"description": "not modified (If-None-Match)"},
+        "404": {"description": "no PASS or FAIL report of the release", "content": HTML_ANSWER},
+    },
+)
 def release_analysis_page(dist: str, version: str):
     """The failure analysis of a release as a page: the strongest factors as a chart and a
     table, and their counts by value (the JSON is the read API's ``/v3/analysis``)."""
@@ -265,5 +296,5 @@ def release_analysis_page(dist: str, version: str):
     return response.make_conditional(request)
 
 
-def init_app(app: Flask) -> None:
-    app.register_blueprint(viewer)
+def init_app(api: Api) -> None:
+    api.register_blueprint(viewer)

@@ -17,12 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-import pymysql
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import drop_database, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
 from schemas.failure_analysis import analyse, with_major_minor  # noqa: E402
 from schemas.module_version import is_below  # noqa: E402
@@ -34,24 +34,7 @@ from storage.report_facts import store_facts  # noqa: E402
 from storage.tables import test_report  # noqa: E402
 from tests.processing_helpers import report_row, store_many  # noqa: E402
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 DIST, VERSION = "Big-Release", "1.00"
-
-
-def fresh_database(name: str) -> str:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}"
-
-
-def drop_database(name: str) -> None:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
 
 
 def synthetic_reports(count: int, prereqs: int, seed: int = 1, unshared: bool = False):

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import server_stats  # noqa: E402
+from bench.databases import MYSQL, drop_database, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
 from queueing.contract import QUEUE_NAME  # noqa: E402
 from storage import users  # noqa: E402
@@ -52,7 +53,6 @@ from storage.engine import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from tests import captures, processes  # noqa: E402
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "12"))
 """Flushed at the start: give each concurrent benchmark its own."""
 OURS_DB = f"cpt_bench_intake_{os.getpid()}"
@@ -60,15 +60,6 @@ REFERENCE_DB = f"cpt_bench_reference_{os.getpid()}"
 """Per run (dropped at the end), so that two benchmarks at once never count each other's rows."""
 SCENARIO = "01-ok"
 SUBMIT_PATH = "/api/v1/submit/CPAN-Testers-Report"
-
-
-def fresh_database(name: str) -> str:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}"
 
 
 def count_rows(name: str, table: str) -> int:
@@ -324,11 +315,7 @@ def prepare_databases() -> None:
 
 
 def drop_databases() -> None:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        for name in (OURS_DB, REFERENCE_DB):
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    conn.close()
+    drop_database(OURS_DB, REFERENCE_DB)
 
 
 def restart_and_measure(stack: ExitStack, ours: App, bench: Bench, args, warm_p99: float) -> None:

@@ -18,36 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import pymysql
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import settings  # noqa: E402
 from app import create_app  # noqa: E402
+from bench.databases import drop_database, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from tests import captures  # noqa: E402
 from tests.helpers import register_profile, replay, with_new_guid  # noqa: E402
 
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 DATABASE = "cpt_bench_intake_cpu"
-
-
-def fresh_database() -> str:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
-        cursor.execute(f"CREATE DATABASE `{DATABASE}` CHARACTER SET utf8mb4")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{DATABASE}"
-
-
-def drop_database() -> None:
-    conn = pymysql.connect(**MYSQL)
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
-    conn.close()
 
 
 def library_calls_per_request() -> dict[str, float]:
@@ -95,9 +77,10 @@ def main(argv=None) -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="a Redis database it may flush")
+    parser.add_argument("--database", default=DATABASE, help="a MariaDB database it creates and drops")
     args = parser.parse_args(argv)
     print(f"# {yardstick()}")
-    url = fresh_database()
+    url = fresh_database(args.database)
     upgrade(url)
     recorded = captures.load("01-ok")[0]
     with tempfile.TemporaryDirectory() as spool:
@@ -123,7 +106,7 @@ def main(argv=None) -> None:
         finally:
             services.engine.dispose()
             services.redis.flushdb()
-            drop_database()
+            drop_database(args.database)
     median = statistics.median(per_request)
     print(f"median {median * 1000:.3f} ms, best {min(per_request) * 1000:.3f} ms per request")
     for name, seconds in library_calls_per_request().items():

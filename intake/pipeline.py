@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import cachetools
 import redis
@@ -29,6 +29,7 @@ from schemas.metabase import REPORT_TYPE, canonical_sha256, decode_report, is_gu
 from schemas.translate import clean_document, index_columns, iso_z, metabase_to_v3
 from schemas.v3 import load_new_report
 from storage import users
+from storage.clock import utc_now
 from storage.errors import DATABASE_UNAVAILABLE, Unavailable
 from storage.outage import REDIS_ERRORS, Breaker, Outage
 from storage.reports import Stored, store_report
@@ -102,9 +103,9 @@ class Profile:
     email: str | None
 
 
-def now_utc() -> datetime:
+def receipt_time() -> datetime:
     """Receipt time: naive UTC, second precision (the precision of ``created``)."""
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return utc_now().replace(microsecond=0)
 
 
 class SubmissionPipeline:
@@ -174,7 +175,7 @@ class SubmissionPipeline:
     ) -> Receipt:
         """Accept a ``POST submit/CPAN-Testers-Report`` body (already durable on return)."""
         report = decode_report(body, url_type)
-        received = received or now_utc()
+        received = received or receipt_time()
 
         def build_row() -> dict:
             profile = self.authenticate(credentials)
@@ -199,7 +200,7 @@ class SubmissionPipeline:
         """Accept a ``POST /v3/report`` document (already durable on return)."""
         doc = load_new_report(data)
         guid = (guid or str(uuid.uuid4())).lower()
-        received = received or now_utc()
+        received = received or receipt_time()
 
         def build_row() -> dict:
             profile = self.authenticate(credentials)

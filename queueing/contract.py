@@ -63,6 +63,9 @@ a longer one only makes Redis grow for that long after a start (600 s: ~300 MB).
 FAILURE_TTL = 30 * 24 * 3600
 """Seconds a failed job stays in the failed registry for an operator to inspect and requeue."""
 
+LIFETIMES = {"ttl": JOB_TTL, "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL}
+"""The lifetimes every job of ours is enqueued with (``enqueue``/``enqueue_call`` keywords)."""
+
 RETRY_INTERVALS = [10, 30, 120, 600, 1800]
 """Back-off between attempts; with ``--with-scheduler`` workers, retries wait this long."""
 
@@ -143,9 +146,7 @@ def put_report_job(
         args=(guid,),
         job_id=job_id(guid),
         timeout=timeout,
-        ttl=JOB_TTL,
-        result_ttl=RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
+        **LIFETIMES,
         retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
         description=f"process report {guid}",
         pipeline=pipe,

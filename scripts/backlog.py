@@ -166,9 +166,7 @@ def enrich_main(args, engine: sa.Engine, redis) -> int:
                         args=(start, end),
                         job_id=f"enrich-{start}-{end}",
                         timeout=JOB_TIMEOUT,
-                        ttl=queue.JOB_TTL,
-                        result_ttl=queue.RESULT_TTL,
-                        failure_ttl=queue.FAILURE_TTL,
+                        **queue.LIFETIMES,
                         retry=RETRY,
                         description=f"enrich reports {start}-{end}",
                     )
@@ -230,9 +228,7 @@ def main(argv=None) -> int:
                     queue.BATCH_JOB_FUNCTION,
                     batch,
                     job_timeout=BATCH_JOB_TIMEOUT,
-                    ttl=queue.JOB_TTL,
-                    result_ttl=queue.RESULT_TTL,
-                    failure_ttl=queue.FAILURE_TTL,
+                    **queue.LIFETIMES,
                     retry=BATCH_RETRY,
                     description=f"process {len(batch)} backlog reports from {batch[0]}",
                 )

@@ -21,10 +21,11 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import settings
 from schemas.uploads import Release, parse_find_ls, parse_metacpan_hits
+from storage.clock import utc_now
 from storage.engine import create_engine
 from storage.uploads import sync_uploads
 
@@ -72,7 +73,7 @@ def read_metacpan(base_url: str, since: datetime) -> list[Release]:
 
 def parse_since(text: str) -> datetime:
     """``7d``, ``12h`` or an ISO date."""
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     if text[:-1].isdigit() and text[-1] in "dh":
         amount = int(text[:-1])
         return now - (timedelta(days=amount) if text[-1] == "d" else timedelta(hours=amount))
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     config = settings.load()
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     engine = create_engine(config.DATABASE_URL)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     tried = failed = 0
     if not args.no_find_ls:
         tried += 1

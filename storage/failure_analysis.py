@@ -13,21 +13,14 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
+from schemas.reportparse.perl_config import CONFIG_KEYS
 from storage.report_facts import unpack_pairs, unpack_triples
 from storage.tables import fact_set, fact_string, prereq_set_item, report_facts, test_report
 
-CONFIG_FLAGS = (
-    "osvers",
-    "useithreads",
-    "usemultiplicity",
-    "use64bitint",
-    "use64bitall",
-    "uselongdouble",
-    "cc",
-    "gccversion",
-    "optimize",
-)
-"""``perl -V`` fields tested as factors (each its own factor, ``config <name>``)."""
+CONFIG_FLAGS = tuple(key for key in CONFIG_KEYS if key not in ("osname", "archname"))
+"""``perl -V`` fields tested as factors (each its own factor, ``config <name>``): every
+field the parser keeps but the OS name and the architecture, which are factors of their own
+(the report columns)."""
 
 ENVIRONMENT_ALLOWLIST = (
     "AUTHOR_TESTING",

@@ -13,14 +13,12 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from schemas.legacy import LegacyRowError, convert_row, email_address, legacy_name
 from storage import tables
+from storage.clock import utc_now
 from storage.legacy import (
     COPIED_TABLES,
     latest_profile_rows,
@@ -31,6 +29,7 @@ from storage.legacy import (
 )
 from storage.processing import deadlock_retry
 from storage.reports import BlockAudit, audit_blocks, insert_reports
+from storage.upserts import insert_missing
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +50,6 @@ TABLE_KEYS = {
 }
 
 
-def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def insert_missing(conn: sa.Connection, table: sa.Table, rows: list[dict], key: list[str]) -> None:
-    """Insert rows whose key is not stored yet; existing rows stay as they are."""
-    if not rows:
-        return
-    if conn.dialect.name == "mysql":
-        stmt = mysql_insert(table).on_duplicate_key_update({key[0]: table.c[key[0]]})
-    else:
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    conn.execute(stmt, rows)
-
-
 def _progress(conn: sa.Connection, name: str) -> sa.RowMapping | None:
     return (
         conn.execute(sa.select(tables.legacy_migration).where(tables.legacy_migration.c.name == name))
@@ -75,7 +59,7 @@ def _progress(conn: sa.Connection, name: str) -> sa.RowMapping | None:
 
 
 def _save_progress(conn: sa.Connection, name: str, **values) -> None:
-    values["updated"] = now()
+    values["updated"] = utc_now()
     if _progress(conn, name) is None:
         conn.execute(tables.legacy_migration.insert().values(name=name, **values))
     else:
@@ -257,7 +241,7 @@ def _write_page(ours: sa.Engine, name: str, converted: list[dict], errors: list[
             insert_missing(
                 conn,
                 tables.legacy_migration_error,
-                [{"guid": g[:64], "reason": r, "created": now()} for g, r in errors],
+                [{"guid": g[:64], "reason": r, "created": utc_now()} for g, r in errors],
                 ["guid"],
             )
         previous = _progress(conn, name)

@@ -21,12 +21,13 @@ import logging
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from schemas import summary_rules
+from storage.clock import utc_now
 from storage.engine import create_engine, normalise_url
 from storage.reports import read_document
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
@@ -81,10 +82,6 @@ deadlock_retry = retry(
     before_sleep=lambda state: logger.info("deadlock, retrying attempt=%d", state.attempt_number),
 )
 """Run a whole transaction again when InnoDB picked it as a deadlock victim."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 _SEEN_PERLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -378,7 +375,7 @@ def process_reports(conn: sa.Connection, guids: Iterable[str], now: datetime | N
     """Process reports inside the caller's transaction; returns each GUID's outcome."""
     batch = Batch(conn)
     batch.process(sorted({g.lower() for g in guids}))
-    batch.finish(now or utcnow())
+    batch.finish(now or utc_now())
     return batch.outcomes
 
 
@@ -391,7 +388,7 @@ def process_pending(
     the documents of the reports processed, by ``test_report.id``."""
     batch = Batch(conn, skip_done=True)
     batch.process(sorted({g.lower() for g in guids}))
-    batch.finish(now or utcnow())
+    batch.finish(now or utc_now())
     return batch.outcomes, batch.unchanged, batch.documents
 
 
@@ -399,7 +396,7 @@ def mark_failed(conn: sa.Connection, guid: str, now: datetime | None = None) -> 
     conn.execute(
         test_report.update()
         .where(test_report.c.guid == guid.lower(), test_report.c.state == "pending")
-        .values(state="failed", state_changed=now or utcnow())
+        .values(state="failed", state_changed=now or utc_now())
     )
 
 

@@ -68,7 +68,9 @@ def _statement(dialect: str, table: sa.Table, key: Sequence[str], assignments: A
     if dialect == "sqlite":
         stmt = sqlite.insert(table)
         if assignments is None:
-            return stmt.on_conflict_do_nothing(index_elements=list(key))
+            # Any unique key, as MySQL's ON DUPLICATE KEY: a copied legacy table's ``key``
+            # need not be one of its unique indexes.
+            return stmt.on_conflict_do_nothing()
         return stmt.on_conflict_do_update(index_elements=list(key), set_=dict(assignments(stmt.excluded)))
     raise NotImplementedError(dialect)  # pragma: no cover - only the two dialects above are supported
 

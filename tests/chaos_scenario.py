@@ -41,8 +41,7 @@ import sqlalchemy as sa
 from storage.tables import cpanstats, release_data, release_summary, test_report
 from tests import captures
 from tests.chaos_farm import Farm, utc
-
-HOP_HEADERS = {"host", "content-length"}
+from tests.helpers import HOP_HEADERS
 
 
 @dataclass

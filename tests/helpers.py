@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from queueing.contract import SERIALIZER, job_id, report_queue
 from storage import users
 from storage.tables import test_report
-from tests.captures import PROFILE_GUID, PROFILE_SECRET, Recorded
+from tests.captures import PROFILE_GUID, PROFILE_SECRET, Recorded, load
 
 HOP_HEADERS = {"host", "content-length"}
 
@@ -26,6 +26,19 @@ def replay(client, recorded: Recorded, body: bytes | None = None):
     return client.open(
         recorded.path, method=recorded.method, data=body if body is not None else recorded.body, headers=headers
     )
+
+
+def submit_captured(app, client, count: int = 1) -> list[str]:
+    """Register the captured profile, then send the captured client's submission ``count``
+    times, each under a new GUID, as the Perl client does; the GUIDs."""
+    register_profile(services(app).engine)
+    recorded = load("01-ok")[0]
+    guids = []
+    for _ in range(count):
+        body, guid = with_new_guid(recorded.body)
+        assert replay(client, recorded, body).status_code == 201
+        guids.append(guid)
+    return guids
 
 
 def auth_header(guid: str = PROFILE_GUID, secret: str = PROFILE_SECRET) -> dict:

@@ -15,6 +15,23 @@ from tests.polling import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def stop(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Ask a process to end (SIGTERM); kill it if it has not within ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a server's log file ("" before it has one)."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 def environment(**values) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
     env.update({k: str(v) for k, v in values.items()})
@@ -73,11 +90,7 @@ def gunicorn_process(
                 wait_for_answer(port)
             yield port, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 def send_raw(port: int, raw: bytes, timeout: float = 10) -> bytes:

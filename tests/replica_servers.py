@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests import processes
 from tests.tls_servers import HOST, free_port, wait_for
 
 USER, PASSWORD = "cpt", "cpt-secret"
@@ -103,17 +104,10 @@ class MariaDBServer:
         return f"mysql://{USER}:{PASSWORD}@{HOST}:{self.port}/{DATABASE}"
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.directory / "mariadbd.err"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return processes.log_tail(self.directory / "mariadbd.err", lines)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, timeout=60)
 
 
 class ReplicatedPair:

@@ -22,9 +22,8 @@ from queueing import counters
 from queueing.contract import SERIALIZER, report_queue
 from scripts import check_pipeline
 from storage.tables import test_report
-from tests import captures
 from tests.backends import free_port
-from tests.helpers import register_profile, replay, with_new_guid
+from tests.helpers import submit_captured
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +68,7 @@ def submit(backend, count: int) -> list[str]:
     app = create_app(
         settings.load({}, DATABASE_URL=backend.database_url, REDIS_URL=backend.redis_url, SPOOL_DIR="/nonexistent")
     )
-    client = app.test_client()
-    register_profile(app.extensions["cpantesters"].engine)
-    recorded = captures.load("01-ok")[0]
-    guids = []
-    for _ in range(count):
-        body, guid = with_new_guid(recorded.body)
-        assert replay(client, recorded, body).status_code == 201
-        guids.append(guid)
+    guids = submit_captured(app, app.test_client(), count)
     app.extensions["cpantesters"].engine.dispose()
     return guids
 

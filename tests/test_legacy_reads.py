@@ -129,11 +129,15 @@ def test_tail_log_dates_are_receipt_times_not_the_clients_clock(app, client):
     assert line.startswith(f"[{created:%Y-%m-%dT%H:%M:%S}Z]")
 
 
-def test_openapi_document_describes_both_apis_from_the_schemas(client):
+def test_openapi_document_describes_both_submission_apis_from_the_schemas(client):
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")
-    for path in ("/api/v1/submit/CPAN-Testers-Report", "/api/v1/register", "/v3/report", "/v3/report/{id}"):
+    for path in ("/api/v1/submit/{fact_type}", "/api/v1/register", "/v3/report", "/v3/report/{guid}"):
         assert path in spec["paths"]
+    submit = spec["paths"]["/api/v1/submit/{fact_type}"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MetabaseFact"
+    }
     schemas = spec["components"]["schemas"]
     assert "grade" in schemas["Result"]["properties"]
     assert "NewReport" in schemas and "Errors" in schemas

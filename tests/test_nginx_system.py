@@ -260,15 +260,6 @@ def test_the_read_api_is_cached_briefly_with_json_errors(stack, writer):
     assert missing.json() == {"errors": [{"message": 'Distribution "No-Such-Dist" not found', "path": "/"}]}
 
 
-def test_the_failure_analysis_reaches_the_viewer_and_the_read_api_through_the_proxy(stack):
-    # Unknown releases: each app's own not-found, not the web app's (which serves neither).
-    page = stack.request("/dist/No-Such-Dist/1.0/analysis")
-    assert page.status == 404 and "no-store" in page.headers["cache-control"]
-    api = stack.request("/v3/analysis/No-Such-Dist/1.0")
-    assert api.status == 404 and api.headers["content-type"] == "application/json"
-    assert api.json()["errors"][0]["message"].startswith("No PASS or FAIL report")
-
-
 def raw_answer(port: int, raw: bytes) -> tuple[int, str | None, bytes, str | None]:
     """Status, Content-Type, body and X-Cache-Status of a raw request's answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -366,6 +357,23 @@ def test_more_requests_at_once_from_one_address_than_the_limit_get_a_json_503(st
         for sock in held:
             sock.close()
     wait_for(lambda: raw_answer(stack.port, submission_head(2) + b"{}")[0] != 503, 10, "the slots to be free again")
+
+
+def test_each_apps_openapi_document_is_reached_through_the_proxy(stack):
+    documents = {
+        "/openapi.json": "/api/v1/submit/{fact_type}",
+        "/openapi/read-api.json": "/v3/summary/{dist}",
+        "/openapi/viewer.json": "/report/{ident}",
+    }
+    for address, served_path in documents.items():
+        answer = stack.request(address)
+        assert answer.status == 200 and served_path in answer.json()["paths"], address
+
+
+def test_the_release_analysis_reaches_the_read_api_and_the_viewer(stack):
+    api, page = stack.request("/v3/analysis/No-Such/1.0"), stack.request("/dist/No-Such/1.0/analysis")
+    assert api.status == 404 and api.json()["errors"][0]["message"] == "No PASS or FAIL report of No-Such 1.0"
+    assert page.status == 404 and page.headers["content-type"].startswith("text/html")
 
 
 def test_status_and_dashboard_are_never_cached(stack):

@@ -13,23 +13,11 @@ from app import create_app
 from queueing import counters
 from queueing import job_metrics as job_metrics
 from queueing.contract import SERIALIZER, report_queue
-from tests import captures
-from tests.helpers import register_profile, replay, with_new_guid
+from tests.helpers import submit_captured
 
 
 def services(app):
     return app.extensions["cpantesters"]
-
-
-def submit(app, client, count: int = 1) -> list[str]:
-    register_profile(services(app).engine)
-    recorded = captures.load("01-ok")[0]
-    guids = []
-    for _ in range(count):
-        body, guid = with_new_guid(recorded.body)
-        assert replay(client, recorded, body).status_code == 201
-        guids.append(guid)
-    return guids
 
 
 def test_healthz_answers_without_touching_a_backend(client):
@@ -53,7 +41,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(config, unreachable_data
 
 
 def test_status_json_shows_waiting_reports_queue_and_rates(app, client):
-    guids = submit(app, client, 3)
+    guids = submit_captured(app, client, 3)
     response = client.get("/status", headers={"Accept": "application/json"})
     assert response.status_code == 200
     f = response.json
@@ -90,7 +78,7 @@ def test_status_json_shows_each_worker_and_what_it_does(app, client):
 
 
 def test_status_is_an_html_page_for_a_browser(app, client):
-    submit(app, client, 2)
+    submit_captured(app, client, 2)
     response = client.get("/status", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert response.status_code == 200
     assert response.content_type.startswith("text/html")
@@ -101,7 +89,7 @@ def test_status_is_an_html_page_for_a_browser(app, client):
 
 
 def test_processed_reports_lower_the_queue_and_show_in_the_rates(app, client):
-    submit(app, client, 2)
+    submit_captured(app, client, 2)
     connection = services(app).redis
     counters.record(connection, counters.PROCESSED, 2)  # what the processing jobs count
     report_queue(connection).empty()
@@ -112,7 +100,7 @@ def test_processed_reports_lower_the_queue_and_show_in_the_rates(app, client):
 
 
 def test_metrics_expose_pipeline_figures_and_latency_histograms(app, client):
-    submit(app, client, 2)
+    submit_captured(app, client, 2)
     job_metrics.observe(services(app).redis, 0.03, "done")
     job_metrics.observe(services(app).redis, 7.0, "done")
     client.get("/healthz")
@@ -147,7 +135,7 @@ def test_metrics_still_answer_when_the_database_is_down(config, unreachable_data
 
 def test_a_submission_is_logged_in_one_line_with_guid_outcome_and_duration(app, client, caplog):
     with caplog.at_level(logging.INFO):
-        (guid,) = submit(app, client, 1)
+        (guid,) = submit_captured(app, client, 1)
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("submission "))
     assert f"guid={guid}" in line and "outcome=created" in line and "ms=" in line
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 import trustme
 
-from tests import polling
+from tests import polling, processes
 from tests.backends import free_port
 
 HOST = "127.0.0.1"
@@ -110,17 +110,10 @@ class TlsRedis:
         return redis.Redis.from_url(self.url(user, password), socket_timeout=10, **kwargs)
 
     def log_tail(self, lines: int = 40) -> str:
-        path = self.directory / "redis.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return processes.log_tail(self.directory / "redis.log", lines)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, timeout=20)
 
 
 class TlsMariaDB:
@@ -200,14 +193,7 @@ class TlsMariaDB:
         return f"mysql://{user}:{password}@{HOST}:{self.port}/{database}?{urllib.parse.urlencode(query)}"
 
     def log_tail(self, lines: int = 40) -> str:
-        path = self.directory / "mariadbd.err"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return processes.log_tail(self.directory / "mariadbd.err", lines)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process, timeout=60)

@@ -47,9 +47,7 @@ def enqueue_enrichment(connection, guids: list[str]) -> None:
         ENRICH_REPORTS,
         args=(guids,),
         timeout=JOB_TIMEOUT,
-        ttl=queue.JOB_TTL,
-        result_ttl=queue.RESULT_TTL,
-        failure_ttl=queue.FAILURE_TTL,
+        **queue.LIFETIMES,
         retry=RETRY,
         description=f"enrich {len(guids)} reports from {guids[0]}",
     )

@@ -24,6 +24,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from queueing.contract import JOB_TIMEOUT, QUEUE_NAME, job_id, put_report_job, report_queue
+from storage.clock import utc_now
 from storage.reports import pending_page
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def sweep(
     stale = STALE_HEARTBEAT_SECONDS if stale_seconds is None else stale_seconds
     jobs = LiveJobs(connection, queue_name)
     StartedJobRegistry(queue=jobs.queue).cleanup()
-    cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=grace_seconds)
+    cutoff = utc_now() - timedelta(seconds=grace_seconds)
     requeued = examined = 0
     after = None
     started = time.monotonic()
