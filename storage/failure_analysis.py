@@ -10,6 +10,7 @@ than their facts rows.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -119,31 +120,34 @@ def _prerequisite_counts(where) -> sa.Select:
     )
 
 
-def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
-    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
-    PASS and FAIL say nothing about failing and are left out).
+@dataclass
+class CountedRows:
+    """What the database counted for a release, before it is aggregated into factors."""
 
-    Two queries read the release's reports: their indexed columns, grouped; and their facts
-    rows, grouped by the shared sets they refer to (a report's changing environment
-    variables, kept as spans of its text, are read one row per report for their names only).
-    Each distinct set and string is then read once.
-    """
-    result = ReleaseCounts()
+    by_column: dict[str, list[tuple]]
+    by_agent: dict[tuple, int]
+    by_config: dict[tuple, int]
+    by_environment: dict[tuple, int]
+    prereq_rows: list
+    sets: dict[int, list[tuple[int, int]]]
+    strings: dict[int, str]
+
+
+INDEXED_FACTORS = (
+    ("perl", test_report.c.perl),
+    ("osname", test_report.c.osname),
+    ("archname", test_report.c.archname),
+    ("tester", test_report.c.creator),
+)
+
+
+def count_rows(conn: sa.Connection, dist: str, version: str) -> CountedRows:
+    """The database's part of :func:`release_counts`: every grouped query and look-up."""
     where = _release(dist, version)
-    for factor, column in (
-        ("perl", test_report.c.perl),
-        ("osname", test_report.c.osname),
-        ("archname", test_report.c.archname),
-        ("tester", test_report.c.creator),
-    ):
+    by_column = {}
+    for factor, column in INDEXED_FACTORS:
         query = sa.select(column, test_report.c.grade, sa.func.count()).where(where)
-        for value, grade, reports in conn.execute(query.group_by(column, test_report.c.grade)):
-            if factor == "perl":
-                result.fail += reports if grade == "fail" else 0
-                result.passed += reports if grade == "pass" else 0
-            if factor == "tester":
-                value = (value or "").removeprefix("metabase:user:")
-            result.add(factor, value, grade, reports)
+        by_column[factor] = conn.execute(query.group_by(column, test_report.c.grade)).all()
 
     facts = report_facts.c
     release_facts = (
@@ -166,23 +170,50 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
     string_ids |= {i for pairs in sets.values() for pair in pairs for i in pair}
     string_ids |= {i for module, have, _grade, _reports in prereq_rows for i in (module, have)}
     strings = _strings(conn, string_ids)
+    return CountedRows(by_column, by_agent, by_config, by_environment, prereq_rows, sets, strings)
 
-    for (user_agent, grade), reports in by_agent.items():
+
+def aggregate(rows: CountedRows) -> ReleaseCounts:
+    """The Python part of :func:`release_counts`: each distinct set expanded into its factors."""
+    result = ReleaseCounts()
+    for factor, _column in INDEXED_FACTORS:
+        for value, grade, reports in rows.by_column[factor]:
+            if factor == "perl":
+                result.fail += reports if grade == "fail" else 0
+                result.passed += reports if grade == "pass" else 0
+            if factor == "tester":
+                value = (value or "").removeprefix("metabase:user:")
+            result.add(factor, value, grade, reports)
+
+    strings, sets = rows.strings, rows.sets
+    for (user_agent, grade), reports in rows.by_agent.items():
         result.add("reporter", strings.get(user_agent), grade, reports)
-    for (config_set, grade), reports in by_config.items():
+    for (config_set, grade), reports in rows.by_config.items():
         config = {strings.get(n): strings.get(v) for n, v in sets.get(config_set, ())}
         for flag in CONFIG_FLAGS:
             result.add(f"config {flag}", config.get(flag), grade, reports)
-    for (env_set, span_names, grade), reports in by_environment.items():
+    for (env_set, span_names, grade), reports in rows.by_environment.items():
         if env_set is not None or span_names:
             present = {strings.get(n) for n, _v in sets.get(env_set, ())} | {strings.get(n) for n in span_names or ()}
             for name in ENVIRONMENT_ALLOWLIST:
                 result.add(f"env {name}", "set" if name in present else "unset", grade, reports)
-    for module, have, grade, reports in prereq_rows:
+    for module, have, grade, reports in rows.prereq_rows:
         factor = f"prereq {strings.get(module)}"
         result.add(factor, strings.get(have), grade, int(reports))
         result.ordered.add(factor)
     return result
+
+
+def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
+    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
+    PASS and FAIL say nothing about failing and are left out).
+
+    Two queries read the release's reports: their indexed columns, grouped; and their facts
+    rows, grouped by the shared sets they refer to (a report's changing environment
+    variables, kept as spans of its text, are read one row per report for their names only).
+    Each distinct set and string is then read once.
+    """
+    return aggregate(count_rows(conn, dist, version))
 
 
 def _grouped(conn: sa.Connection, release_facts: sa.Select, column) -> dict[tuple, int]:
