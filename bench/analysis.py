@@ -1,5 +1,5 @@
 """Failure-analysis benchmark: one release with 10,000 parsed reports in MariaDB, analysed
-from an empty cache (the counts' three grouped queries, then the statistics).
+from an empty cache (the counting queries, their aggregation, then the statistics).
 
     .venv/bin/python -m bench.analysis [--reports 10000] [--prereqs 30] [--repeat 5]
         [--unshared | --real-shaped] [--database NAME] [--keep] [--reuse]
