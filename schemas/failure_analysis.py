@@ -20,7 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scipy.stats import chi2_contingency, false_discovery_control, fisher_exact
+import numpy as np
+from scipy.special import chdtrc
+from scipy.stats import false_discovery_control, fisher_exact
 
 from schemas.module_version import parse as parse_version
 from schemas.module_version import sort_key as version_sort_key
@@ -198,16 +200,31 @@ def _phi(a: int, b: int, c: int, d: int) -> float:
     return abs(a * d - b * c) / denominator if denominator else 0.0
 
 
+def _pearson(table: list[list[int]]) -> tuple[float, float]:
+    """Pearson's chi-square of a 2 x k table and its p-value: what ``scipy.stats.chi2_contingency
+    (table, correction=False)`` computes, the same numpy operations in the same order (so the
+    same figures), without its argument checking and dispatch (1-2 ms a call, tens of factors)."""
+    observed = np.asarray(table)
+    expected = observed.sum(axis=1, keepdims=True) * observed.sum(axis=0, keepdims=True) / observed.sum()
+    dof = expected.size - sum(expected.shape) + expected.ndim - 1
+    if dof == 0:
+        return 0.0, 1.0
+    chi2 = float((((observed.astype(np.float64) - expected) ** 2) / expected).sum())
+    return chi2, float(chdtrc(dof, chi2))
+
+
 def _test(factor: str, values: Mapping[str, tuple[int, int]], ordered: bool) -> FactorResult | None:
     pooled = _pooled(values)
-    columns = [value for value, (fail, passed) in pooled.items() if fail + passed]
+    # In a fixed order: the database returns the values in no particular one, and the sums
+    # below would differ in their last bits.
+    columns = sorted(value for value, (fail, passed) in pooled.items() if fail + passed)
     if len(columns) < 2:
         return None
     table = [[pooled[v][0] for v in columns], [pooled[v][1] for v in columns]]
     if 0 in (sum(table[0]), sum(table[1])):
         return None
     reports = sum(table[0]) + sum(table[1])
-    chi2, chi2_p, _dof, _expected = chi2_contingency(table, correction=False)
+    chi2, chi2_p = _pearson(table)
     cramers_v = math.sqrt(chi2 / reports) if reports else 0.0  # min(rows, columns) - 1 is 1: two rows
     if len(columns) == 2:
         test, p_value = "fisher", float(fisher_exact(table).pvalue)

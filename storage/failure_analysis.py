@@ -9,7 +9,9 @@ than their facts rows.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from operator import itemgetter
 
 import sqlalchemy as sa
 
@@ -42,6 +44,10 @@ are not used (a path or a locale spelled a hundred ways says little, and may be 
 A report whose facts hold no environment variable at all (its reporter printed none) counts
 as unknown for these factors, not as "unset"."""
 
+LOOKUP_CHUNK = 5000
+"""Ids per ``IN (...)`` look-up: a release's 2,000 environments in one round trip (each
+costs a few ms on a loaded server), well under SQLite's 32,766 bound parameters."""
+
 COUNTED_GRADES = ("fail", "pass")
 FAIL, PASS = 0, 1
 
@@ -70,8 +76,8 @@ def _release(dist: str, version: str):
 def _strings(conn: sa.Connection, ids: set[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     wanted = sorted(i for i in ids if i is not None)
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
         query = sa.select(fact_string.c.id, fact_string.c.value).where(fact_string.c.id.in_(chunk))
         found.update((string_id, value) for string_id, value in conn.execute(query))
     return found
@@ -81,56 +87,117 @@ def _fact_sets(conn: sa.Connection, set_ids: set[int]) -> dict[int, list[tuple[i
     """fact_set id -> its (name id, value id) pairs."""
     pairs: dict[int, list[tuple[int, int]]] = {}
     wanted = sorted(i for i in set_ids if i is not None)
-    for start in range(0, len(wanted), 500):
-        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(wanted[start : start + 500]))
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(chunk))
         pairs.update((set_id, unpack_pairs(bytes(packed))) for set_id, packed in conn.execute(query))
     return pairs
 
 
 def _prerequisite_counts(where) -> sa.Select:
-    """(module id, installed version id, grade, reports) of a release, counted in the database:
-    its reports grouped by their (shared) prerequisite list, each list's items grouped by
-    module so that a module listed in several phases counts once (MariaDB joins this as a
-    lateral derived table, reading only the release's lists)."""
-    facts, item = report_facts.c, prereq_set_item.c
+    """(module id, installed version id, FAIL reports, PASS reports) of a release, counted in
+    the database: its reports grouped by their (shared) prerequisite list, one row per list
+    with its FAIL and PASS counts side by side, each list's items grouped by module so that a
+    module listed in several phases counts once (MariaDB joins this as a lateral derived
+    table, reading only the release's lists, each once). ``ORDER BY NULL``: MariaDB sorts
+    every GROUP BY's rows otherwise, once per list here, for an order nobody reads."""
+    facts, item, grade = report_facts.c, prereq_set_item.c, test_report.c.grade
     per_list = (
-        sa.select(facts.prereq_set.label("set_id"), test_report.c.grade, sa.func.count().label("reports"))
+        sa.select(
+            facts.prereq_set.label("set_id"),
+            sa.func.sum(sa.case((grade == "fail", 1), else_=0)).label("fails"),
+            sa.func.sum(sa.case((grade == "pass", 1), else_=0)).label("passes"),
+        )
         .select_from(test_report.join(report_facts, facts.report_id == test_report.c.id))
         .where(where, facts.prereq_set.is_not(None))
-        .group_by(facts.prereq_set, test_report.c.grade)
+        .group_by(facts.prereq_set)
+        .order_by(sa.null())
         .subquery("per_list")
     )
     modules = (
         sa.select(item.set_id, item.module, sa.func.min(item.have).label("have"))
         .group_by(item.set_id, item.module)
+        .order_by(sa.null())
         .subquery("modules")
     )
     return (
-        sa.select(modules.c.module, modules.c.have, per_list.c.grade, sa.func.sum(per_list.c.reports))
+        sa.select(modules.c.module, modules.c.have, sa.func.sum(per_list.c.fails), sa.func.sum(per_list.c.passes))
         .select_from(per_list.join(modules, modules.c.set_id == per_list.c.set_id))
-        .group_by(modules.c.module, modules.c.have, per_list.c.grade)
+        .group_by(modules.c.module, modules.c.have)
+        .order_by(sa.null())
     )
 
 
-def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
-    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
-    PASS and FAIL say nothing about failing and are left out).
+@dataclass
+class CountedRows:
+    """What the database returned for a release, before it is aggregated into factors."""
 
-    Two queries read the release's reports: their indexed columns, grouped; and their facts
-    rows, grouped by the shared sets they refer to (a report's changing environment
-    variables, kept as spans of its text, are read one row per report for their names only).
-    Each distinct set and string is then read once.
-    """
-    result = ReleaseCounts()
+    reports: list
+    """One row per report: (grade, perl, osname, archname, creator, user agent id, config
+    set id, env set id, env spans)."""
+    prereq_rows: list
+    sets: dict[int, list[tuple[int, int]]]
+    strings: dict[int, str]
+    span_names: dict[bytes | None, frozenset[int]]
+    """Each distinct ``env_spans`` value -> the ids of the variable names it holds."""
+
+
+GRADE, PERL, OSNAME, ARCHNAME, CREATOR, USER_AGENT, CONFIG_SET, ENV_SET, ENV_SPANS = range(9)
+"""Positions in a :attr:`CountedRows.reports` key."""
+
+
+def count_rows(conn: sa.Connection, dist: str, version: str) -> CountedRows:
+    """The database's part of :func:`release_counts`: two reads of the release's reports (their
+    columns and facts ids, one row each; their prerequisite lists, counted per module and
+    version by the database), then each distinct set and string once."""
     where = _release(dist, version)
-    for factor, column in (
-        ("perl", test_report.c.perl),
-        ("osname", test_report.c.osname),
-        ("archname", test_report.c.archname),
-        ("tester", test_report.c.creator),
-    ):
-        query = sa.select(column, test_report.c.grade, sa.func.count()).where(where)
-        for value, grade, reports in conn.execute(query.group_by(column, test_report.c.grade)):
+    report, facts = test_report.c, report_facts.c
+    per_report = (
+        sa.select(
+            report.grade,
+            report.perl,
+            report.osname,
+            report.archname,
+            report.creator,
+            facts.user_agent,
+            facts.config_set,
+            facts.env_set,
+            facts.env_spans,
+        )
+        .select_from(test_report.outerjoin(report_facts, facts.report_id == report.id))
+        .where(where)
+    )
+    # One row per report: its changing environment variables, kept as spans of its text,
+    # differ from report to report anyway (pymysql's decoding of each value is most of it).
+    reports = conn.execute(per_report).all()
+    sets = _fact_sets(conn, set(map(itemgetter(CONFIG_SET), reports)) | set(map(itemgetter(ENV_SET), reports)))
+    prereq_rows = conn.execute(_prerequisite_counts(where)).all()
+    span_names = {spans: frozenset(_span_names(spans)) for spans in set(map(itemgetter(ENV_SPANS), reports))}
+    string_ids = set(map(itemgetter(USER_AGENT), reports)).union(*span_names.values())
+    string_ids |= {i for pairs in sets.values() for pair in pairs for i in pair}
+    string_ids |= {i for module, have, _fails, _passes in prereq_rows for i in (module, have)}
+    strings = _strings(conn, string_ids)
+    return CountedRows(reports, prereq_rows, sets, strings, span_names)
+
+
+def _span_names(env_spans) -> tuple[int, ...]:
+    """The name ids of packed (name id, start, end) triples."""
+    return tuple(name for name, _start, _end in unpack_triples(bytes(env_spans))) if env_spans else ()
+
+
+def _family(reports: list, *positions: int) -> Counter:
+    """Reports counted per (grade, their values at ``positions``), by C code: a report's
+    values are a tuple, and itemgetter, map and Counter never enter the interpreter's loop."""
+    return Counter(map(itemgetter(GRADE, *positions), reports))
+
+
+def aggregate(rows: CountedRows) -> ReleaseCounts:
+    """The Python part of :func:`release_counts`: each distinct value and set expanded once
+    into its factors (the cost grows with distinct sets, not with reports)."""
+    result = ReleaseCounts()
+    strings, sets = rows.strings, rows.sets
+    for factor, position in (("perl", PERL), ("osname", OSNAME), ("archname", ARCHNAME), ("tester", CREATOR)):
+        for (grade, value), reports in _family(rows.reports, position).items():
             if factor == "perl":
                 result.fail += reports if grade == "fail" else 0
                 result.passed += reports if grade == "pass" else 0
@@ -138,54 +205,57 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
                 value = (value or "").removeprefix("metabase:user:")
             result.add(factor, value, grade, reports)
 
-    facts = report_facts.c
-    release_facts = (
-        sa.select(test_report.c.grade)
-        .select_from(test_report.join(report_facts, report_facts.c.report_id == test_report.c.id))
-        .where(where)
-    )
-    # Each factor family is counted on its own key, so a family is expanded once per
-    # distinct set, not once per report (a tester's installs repeat across its reports).
-    by_agent = _grouped(conn, release_facts, facts.user_agent)
-    by_config = _grouped(conn, release_facts, facts.config_set)
-    by_environment: dict[tuple, int] = defaultdict(int)
-    for grade, env_set, env_spans in conn.execute(release_facts.add_columns(facts.env_set, facts.env_spans)):
-        span_names = frozenset(name for name, _start, _end in unpack_triples(bytes(env_spans))) if env_spans else None
-        by_environment[(env_set, span_names, grade)] += 1
-
-    sets = _fact_sets(conn, {key[0] for key in by_config} | {key[0] for key in by_environment})
-    prereq_rows = conn.execute(_prerequisite_counts(where)).all()
-    string_ids = {key[0] for key in by_agent} | {i for key in by_environment for i in (key[1] or ())}
-    string_ids |= {i for pairs in sets.values() for pair in pairs for i in pair}
-    string_ids |= {i for module, have, _grade, _reports in prereq_rows for i in (module, have)}
-    strings = _strings(conn, string_ids)
-
-    for (user_agent, grade), reports in by_agent.items():
+    for (grade, user_agent), reports in _family(rows.reports, USER_AGENT).items():
         result.add("reporter", strings.get(user_agent), grade, reports)
-    for (config_set, grade), reports in by_config.items():
+    for (grade, config_set), reports in _family(rows.reports, CONFIG_SET).items():
         config = {strings.get(n): strings.get(v) for n, v in sets.get(config_set, ())}
         for flag in CONFIG_FLAGS:
             result.add(f"config {flag}", config.get(flag), grade, reports)
-    for (env_set, span_names, grade), reports in by_environment.items():
-        if env_set is not None or span_names:
-            present = {strings.get(n) for n, _v in sets.get(env_set, ())} | {strings.get(n) for n in span_names or ()}
-            for name in ENVIRONMENT_ALLOWLIST:
-                result.add(f"env {name}", "set" if name in present else "unset", grade, reports)
-    for module, have, grade, reports in prereq_rows:
+
+    # The variables present, per distinct environment set and distinct span names.
+    names_of = rows.span_names.__getitem__
+    by_environment = Counter(
+        zip(
+            map(itemgetter(GRADE), rows.reports),
+            map(itemgetter(ENV_SET), rows.reports),
+            map(names_of, map(itemgetter(ENV_SPANS), rows.reports)),
+            strict=True,
+        )
+    )
+    present_sets: dict[tuple, tuple[str, ...]] = {}
+    env_counts: Counter = Counter()
+    for (grade, env_set, names), reports in by_environment.items():
+        if env_set is None and not names:
+            continue  # no environment printed: unknown, not "unset"
+        present = present_sets.get((env_set, names))
+        if present is None:
+            found = {strings.get(n) for n, _v in sets.get(env_set, ())} | {strings.get(n) for n in names}
+            present = present_sets[(env_set, names)] = tuple(
+                "set" if name in found else "unset" for name in ENVIRONMENT_ALLOWLIST
+            )
+        env_counts[(grade, present)] += reports
+    for (grade, present), reports in env_counts.items():
+        for name, value in zip(ENVIRONMENT_ALLOWLIST, present, strict=True):
+            result.add(f"env {name}", value, grade, reports)
+
+    for module, have, fails, passes in rows.prereq_rows:
         factor = f"prereq {strings.get(module)}"
-        result.add(factor, strings.get(have), grade, int(reports))
+        result.add(factor, strings.get(have), "fail", int(fails or 0))
+        result.add(factor, strings.get(have), "pass", int(passes or 0))
         result.ordered.add(factor)
     return result
 
 
-def _grouped(conn: sa.Connection, release_facts: sa.Select, column) -> dict[tuple, int]:
-    """(column value, grade) -> reports, grouped by the database."""
-    query = (
-        release_facts.add_columns(column, sa.func.count())
-        .group_by(column, test_report.c.grade)
-        .with_only_columns(column, test_report.c.grade, sa.func.count())
-    )
-    return {(value, grade): reports for value, grade, reports in conn.execute(query)}
+def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
+    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
+    PASS and FAIL say nothing about failing and are left out).
+
+    Two queries read the release's reports: one row per report (its indexed columns and the
+    ids of its facts), counted in Python by distinct row; and their prerequisite lists,
+    counted per module and installed version by the database, once per distinct list. Each
+    distinct set and string is then read once.
+    """
+    return aggregate(count_rows(conn, dist, version))
 
 
 def release_analysis(conn: sa.Connection, dist: str, version: str) -> dict:

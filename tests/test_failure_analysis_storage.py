@@ -81,3 +81,20 @@ def test_a_planted_cause_stored_in_the_database_ranks_first(backend):
     assert analysis.factors[0].factor.startswith("prereq Foo::Bar") and analysis.factors[0].significant
     assert not next(f for f in analysis.factors if f.factor == "config useithreads").significant
     engine.dispose()
+
+
+def test_values_are_counted_as_stored_on_every_backend(backend):
+    """Counted in Python, not by the database's collation: MariaDB's GROUP BY would fold
+    "Linux" into "linux" and SQLite's would not; now neither does."""
+    engine = backend.engine()
+    store_release(
+        engine,
+        [
+            ({"grade": "fail", "platform": ("x86_64-linux", "Linux", "6.1")}, facts("1.04")),
+            ({"grade": "pass", "platform": ("x86_64-linux", "linux", "6.1")}, facts("1.10")),
+        ],
+    )
+    with engine.connect() as conn:
+        counted = release_counts(conn, DIST, VERSION)
+    assert counted.counts["osname"] == {"Linux": [1, 0], "linux": [0, 1]}
+    engine.dispose()
