@@ -2,8 +2,13 @@
 
     .venv/bin/python -m bench.soak [--minutes 30] [--warmup 5] [--rate 100] [--sample-seconds 60]
 
-Runs the Procfile's processes on a fresh MariaDB database and Redis DB ``BENCH_REDIS_DB``
-(else ``CPT_TEST_REDIS_DB``, else 11; flushed): web, viewer and readapi (gunicorn), two
+Runs the Procfile's processes on a fresh MariaDB database and Redis DB: with ``--servers
+private`` (the default) on a ``mariadbd`` and a ``redis-server`` of the run's own
+(``bench.private_servers``: a throwaway data directory, own ports, no persistence; stopped
+at the end, on a failure too), so that a restart of the machine's shared MariaDB by a CI
+run, or a neighbour's load on its Redis, is not measured as the system's; with ``--servers
+shared`` on 127.0.0.1:3306 and Redis DB ``BENCH_REDIS_DB`` (else ``CPT_TEST_REDIS_DB``,
+else 11; flushed). The system: web, viewer and readapi (gunicorn), two
 workers (``--workers``) and the sweeper. Submits the real captured report at ``--rate`` per second (a
 fresh GUID each, spread over 200 dists, a new version each minute) while the viewer and
 the read API are read at ``--reads`` per second each. Every ``--sample-seconds`` it records
@@ -39,11 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 import subprocess  # noqa: E402
 
-from bench.intake import MYSQL, fresh_database  # noqa: E402
 from bench.machine import yardstick  # noqa: E402
+from bench.private_servers import bench_servers, database  # noqa: E402
 from bench.soak_load import Load  # noqa: E402
 from bench.soak_probe import Probe  # noqa: E402
-from bench.viewer import drop_database, start_gunicorn, stop  # noqa: E402
+from bench.viewer import start_gunicorn, stop  # noqa: E402
 from storage import users  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
@@ -72,8 +77,8 @@ def start_system(env: dict, logs: Path, workers: int) -> tuple[dict, dict]:
     return roots, ports
 
 
-def count(database: str, where: str = "1") -> int:
-    conn = pymysql.connect(database=database, **MYSQL)
+def count(mysql: dict, database: str, where: str = "1") -> int:
+    conn = pymysql.connect(database=database, **mysql)
     try:
         with conn.cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM test_report WHERE {where}")
@@ -82,8 +87,8 @@ def count(database: str, where: str = "1") -> int:
         conn.close()
 
 
-def missing(database: str, guids: list[str]) -> list[str]:
-    conn = pymysql.connect(database=database, **MYSQL)
+def missing(mysql: dict, database: str, guids: list[str]) -> list[str]:
+    conn = pymysql.connect(database=database, **mysql)
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT guid FROM test_report")
@@ -114,14 +119,21 @@ def main() -> int:
     parser.add_argument("--check-growth", choices=["all", "processes", "none"], default="all",
                         help="which metrics must stay flat: all, or only the processes' and the "
                         "database connections (a short smoke run: Redis holds the backlog)")  # fmt: skip
+    parser.add_argument("--servers", choices=["private", "shared"], default="private",
+                        help="private: a mariadbd and a redis-server of the run's own (default); "
+                        "shared: the machine's on 127.0.0.1:3306 and :6379")  # fmt: skip
     args = parser.parse_args()
     print(f"yardstick: {yardstick()}", flush=True)
+    logs = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    with bench_servers(args.servers, logs / "servers", REDIS_DB) as (mysql, redis_url):
+        return _run(args, logs, mysql, redis_url)
+
+
+def _run(args, logs: Path, mysql: dict, redis_url: str) -> int:
     name = f"cpt_bench_soak_{uuid.uuid4().hex[:6]}"
-    url = fresh_database(name)
-    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    url = database(mysql, name)
     redis_connection = redis.Redis.from_url(redis_url)
     redis_connection.flushdb()
-    logs = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     upgrade(url)
     engine = create_engine(url)
     users.register(engine, captures.PROFILE_GUID, "Soak Tester", "soak@example.com", captures.PROFILE_SECRET)
@@ -132,7 +144,7 @@ def main() -> int:
     roots: dict = {}
     try:
         roots, ports = start_system(env, logs, args.workers)
-        probe = Probe(roots, redis_connection, dict(MYSQL), name)
+        probe = Probe(roots, redis_connection, dict(mysql), name)
         load = Load(ports["web"], ports["viewer"], ports["readapi"], args.rate, args.reads)
         print(f"{args.minutes} min at {args.rate}/s, reads {args.reads}/s each, sample every {args.sample_seconds}s,"
               f" warm-up {args.warmup} min; logs in {logs}", flush=True)  # fmt: skip
@@ -140,7 +152,7 @@ def main() -> int:
         load.start()
         while (elapsed := time.monotonic() - started) < args.minutes * 60:
             row = probe.sample(elapsed)
-            pending = count(name, "state = 'pending'")
+            pending = count(mysql, name, "state = 'pending'")
             print(f"t={row['t']}s submitted={load.counts['submitted']} errors={len(load.errors)} "
                   f"pending={pending} {_short(row)}", flush=True)  # fmt: skip
             time.sleep(max(0.0, min(args.sample_seconds, args.minutes * 60 - (time.monotonic() - started))))
@@ -148,11 +160,11 @@ def main() -> int:
         load.stop()
         try:
             drained = wait_for(
-                lambda: count(name, "state = 'pending'") == 0, max(120.0, args.minutes * 10), "the backlog", 1.0
+                lambda: count(mysql, name, "state = 'pending'") == 0, max(120.0, args.minutes * 10), "the backlog", 1.0
             )
         except TimeoutError:
             drained = False
-        lost = missing(name, load.acked)
+        lost = missing(mysql, name, load.acked)
         errors = load.errors + log_errors(logs)
         growth = probe.growth(args.warmup * 60)
         (logs / "samples.json").write_text(json.dumps(probe.samples, indent=1))
@@ -160,7 +172,7 @@ def main() -> int:
     finally:
         for process in reversed(list(roots.values())):
             stop(process)
-        drop_database(name)
+        database(mysql, name, drop=True)
         redis_connection.flushdb()
     return _report(args, load, probe, growth, errors, lost, drained, restarts)
 
