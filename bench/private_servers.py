@@ -10,8 +10,9 @@ put together for a benchmark.
     with private_servers(Path(tempfile.mkdtemp())) as servers:
         servers.mysql   # pymysql.connect() arguments (user "bench" over TCP, no password)
         servers.redis_url
+        servers.processes()   # {"mariadbd": Popen, "redis-server": Popen}
 
-    with bench_servers("private" or "shared", directory, shared_redis_db) as (mysql, redis_url): ...
+    with bench_servers("private" or "shared", directory, shared_redis_db) as (mysql, redis_url, processes): ...
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class PrivateServers:
     def redis_url(self) -> str:
         return self.redis.url
 
-    def pids(self) -> dict[str, int]:
-        return {"mariadbd": self.database.process.pid, "redis-server": self.redis.process.pid}
+    def processes(self) -> dict:
+        """Server name -> its Popen (for a benchmark's process probe)."""
+        return {"mariadbd": self.database.process, "redis-server": self.redis.process}
 
 
 @contextlib.contextmanager
@@ -79,16 +81,16 @@ SHARED_MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
 @contextlib.contextmanager
-def bench_servers(kind: str, directory: Path, shared_redis_db: int) -> Iterator[tuple[dict, str]]:
-    """(pymysql arguments, Redis URL) of the servers a benchmark uses: ``private`` ones
-    (:func:`private_servers` under ``directory``) or the machine's ``shared`` ones (Redis DB
-    ``shared_redis_db``)."""
+def bench_servers(kind: str, directory: Path, shared_redis_db: int) -> Iterator[tuple[dict, str, dict]]:
+    """(pymysql arguments, Redis URL, server name -> Popen) of the servers a benchmark uses:
+    ``private`` ones (:func:`private_servers` under ``directory``) or the machine's ``shared``
+    ones (Redis DB ``shared_redis_db``; not our processes: no Popen)."""
     if kind == "shared":
-        yield dict(SHARED_MYSQL), f"redis://127.0.0.1:6379/{shared_redis_db}"
+        yield dict(SHARED_MYSQL), f"redis://127.0.0.1:6379/{shared_redis_db}", {}
         return
     with private_servers(directory) as private:
         print(f"private servers: mariadbd :{private.database.port}, redis-server :{private.redis.port}", flush=True)
-        yield private.mysql, private.redis_url
+        yield private.mysql, private.redis_url, private.processes()
 
 
 def database(mysql: dict, name: str, drop: bool = False) -> str:
