@@ -5,15 +5,16 @@
 Runs the Procfile's processes on a fresh MariaDB database and Redis DB: with ``--servers
 private`` (the default) on a ``mariadbd`` and a ``redis-server`` of the run's own
 (``bench.private_servers``: a throwaway data directory, own ports, no persistence; stopped
-at the end, on a failure too), so that a restart of the machine's shared MariaDB by a CI
-run, or a neighbour's load on its Redis, is not measured as the system's; with ``--servers
-shared`` on 127.0.0.1:3306 and Redis DB ``BENCH_REDIS_DB`` (else ``CPT_TEST_REDIS_DB``,
-else 11; flushed). The system: web, viewer and readapi (gunicorn), two
-workers (``--workers``) and the sweeper. Submits the real captured report at ``--rate`` per second (a
-fresh GUID each, spread over 200 dists, a new version each minute) while the viewer and
-the read API are read at ``--reads`` per second each. Every ``--sample-seconds`` it records
-the RSS and open file descriptors of every process (the private servers' too, recorded but
-not held flat), the Redis DB's keys and memory and the database connections. At the end it waits for the workers to process every report.
+at the end, on a failure or SIGTERM too), so that a restart of the machine's shared MariaDB
+by a CI run, or a neighbour's load on its Redis, is not measured as the system's; with
+``--servers shared`` on 127.0.0.1:3306 and Redis DB ``BENCH_REDIS_DB`` (else
+``CPT_TEST_REDIS_DB``, else 11; flushed). The system: web, viewer and readapi (gunicorn),
+two workers (``--workers``) and the sweeper. Submits the real captured report at ``--rate``
+per second (a fresh GUID each, spread over 200 dists, a new version each minute) while the
+viewer and the read API are read at ``--reads`` per second each. Every ``--sample-seconds``
+it records the RSS and open file descriptors of every process (the private servers' too,
+recorded but not held flat), the Redis DB's keys and memory and the database connections.
+At the end it waits for the workers to process every report.
 
 Passes (exit 0) when: no submission or read failed, no process logged an error or
 restarted, every acknowledged report is stored and processed, and no metric (``--check-growth
