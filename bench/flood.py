@@ -8,6 +8,10 @@ with the same site less its per-tester ``limit_req`` lines (to show what the lim
 Ten testers are registered, each with its own profile and secret. Every submission is the
 real captured report under its tester's GUID (a fresh report GUID each).
 
+Each tester sends from its own loopback address, as testers send from their own hosts (all
+from one address, the per-address ``limit_conn`` of 64 refuses the nine's 36 connections
+and the flooder's 32 together once answers slow down).
+
 - **the nine**: each sends 5 submissions/s, open loop (latency counted from when a
   submission was due, so a slow answer does not slow the rate), from keep-alive threads;
 - **the flooder**: ``N`` keep-alive connections, closed loop, each sending the next
@@ -61,9 +65,12 @@ SETTLE_SECONDS = 3.0
 
 
 class Tester:
-    """One profile's credentials and a maker of its submissions (fresh report GUID each)."""
+    """One profile's credentials, its own client address (127.0.1.<number + 1>: testers send
+    from their own hosts, each under nginx's per-address connection limit) and a maker of
+    its submissions (fresh report GUID each)."""
 
     def __init__(self, number: int):
+        self.address = f"127.0.1.{number + 1}"
         self.guid = f"f100d000-0000-4000-8000-{number:012d}"
         self.secret = f"flood-secret-{number}"
         recorded = json.loads(captures.load("01-ok")[0].body)
@@ -73,6 +80,9 @@ class Tester:
         self.headers = {"Authorization": f"Basic {token}", "Content-Type": "application/octet-stream",
                         "Content_Type": "application/json", "Accept": "application/json"}  # fmt: skip
         self.lock = threading.Lock()
+
+    def connect(self, port: int) -> HTTPConnection:
+        return HTTPConnection("127.0.0.1", port, timeout=120, source_address=(self.address, 0))
 
     def payload(self) -> bytes:
         with self.lock:
@@ -89,7 +99,7 @@ def _post(conn: HTTPConnection, tester: Tester, port: int) -> tuple[HTTPConnecti
         return conn, response.status
     except Exception as exc:  # a failure to count, not to hide
         conn.close()
-        return HTTPConnection("127.0.0.1", port, timeout=120), type(exc).__name__
+        return tester.connect(port), type(exc).__name__
 
 
 class Steady:
@@ -109,7 +119,7 @@ class Steady:
         self.threads_each = threads_each
 
     def _sender(self, tester: Tester, todo: queue.Queue) -> None:
-        conn = HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn = tester.connect(self.port)
         while (due := todo.get()) is not None:
             conn, status = _post(conn, tester, self.port)
             latency = time.perf_counter() - due
@@ -151,7 +161,7 @@ class Flood:
         self.threads = [threading.Thread(target=self._sender, daemon=True) for _ in range(connections)]
 
     def _sender(self) -> None:
-        conn = HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn = self.tester.connect(self.port)
         while time.perf_counter() < self.end:
             conn, status = _post(conn, self.tester, self.port)
             with self.lock:
