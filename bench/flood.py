@@ -18,9 +18,10 @@ and the flooder's 32 together once answers slow down).
   submission as soon as the last is answered.
 
 For each ``N`` of ``--flood-connections`` the phases run in the order alone, flood with the
-limit, flood without it, then the same in reverse (ABCCBA), so that a drift of the machine
-over the run weighs on every kind alike; each kind's figures are the means of its two
-phases. Prints, per phase and per kind: the nine's p50/p99 and non-2xx, the flooder's rate
+limit, flood without it, then the same in reverse (ABCCBA), ``--rounds`` times, so that a
+drift of the machine over the run weighs on every kind alike; each kind's figures are the
+medians over its phases (a neighbour's burst of load on a shared machine lands in one phase
+and moves a median less than a mean). Prints, per phase and per kind: the nine's p50/p99 and non-2xx, the flooder's rate
 and non-2xx, and the nine's p99 with a flood over their p99 alone (target <= 1.2).
 No workers run: the measure is the intake (reports wait in the queue).
 """
@@ -33,6 +34,7 @@ import json
 import os
 import queue
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -227,6 +229,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=30, help="seconds per phase")
     parser.add_argument("--flood-connections", type=int, nargs="+", default=[24, 32])
+    parser.add_argument("--rounds", type=int, default=1, help="ABCCBA sequences per flooder size")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--servers", choices=["private", "shared"], default="private",
@@ -277,12 +280,13 @@ def _run(args, tmp: Path, mysql: dict, redis_url: str) -> int:
         order = ["alone", "flood, limit", "flood, no limit", "flood, no limit", "flood, limit", "alone"]
         results: dict = {}
         for connections in args.flood_connections:
-            for kind in order:
+            for kind in order * args.rounds:
                 figures = kinds[kind](connections)
                 figures["load average"] = load_average()
                 results.setdefault(connections, {}).setdefault(kind, []).append(figures)
                 print(f"N={connections} {kind}: {json.dumps(figures)}", flush=True)
                 time.sleep(SETTLE_SECONDS)
+        delays = delayed_requests(tmp / "nginx-limited" / "logs" / "error.log", nine, flooder)
     finally:
         for process in nginxes:
             local_nginx.stop(process)
@@ -290,27 +294,42 @@ def _run(args, tmp: Path, mysql: dict, redis_url: str) -> int:
             stop(process)
         database(mysql, name, drop=True)
         redis.Redis.from_url(redis_url).flushdb()
+    print(f"\nrequests nginx's per-tester limit delayed (its error log, whole run): {delays}")
     return _summary(results)
 
 
-def _mean(runs: list[dict], key: str) -> float | None:
+def delayed_requests(log: Path, nine: list[Tester], flooder: Tester) -> dict[str, int]:
+    """How many of the nine's and of the flooder's requests the limit delayed: nginx logs each
+    delay at `warn` ("delaying request ... client: <address>"), and each tester has its own
+    address."""
+    clients = re.findall(r"delaying request.*?client: ([0-9.]+)", log.read_text(errors="replace"))
+    nine_addresses = {tester.address for tester in nine}
+    return {
+        "the nine": sum(client in nine_addresses for client in clients),
+        "the flooder": sum(client == flooder.address for client in clients),
+    }
+
+
+def _median(runs: list[dict], key: str) -> float | None:
+    """The median of ``key`` over the phases ``runs``."""
     values = [run[key] for run in runs if run[key] is not None]
-    return round(sum(values) / len(values), 1) if values else None
+    return round(statistics.median(values), 1) if values else None
 
 
 def _summary(results: dict) -> int:
-    print("\n| flooder conns | phase | nine p50 ms | nine p99 ms | p99 vs alone | nine non-2xx | flooder /s | "
+    print("\nmedians over each kind's phases")
+    print("| flooder conns | phase | nine p50 ms | nine p99 ms | p99 vs alone | nine non-2xx | flooder /s | "
           "flooder non-2xx |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     held = True
     for connections, kinds in results.items():
-        alone = _mean(kinds["alone"], "nine_p99_ms")
+        alone = _median(kinds["alone"], "nine_p99_ms")
         for kind, runs in kinds.items():
-            p99 = _mean(runs, "nine_p99_ms")
+            p99 = _median(runs, "nine_p99_ms")
             ratio = p99 / alone if alone and p99 else None
             nine_bad = sum(run["nine_non_2xx"] for run in runs)
             flood_bad = sum(run["flood_non_2xx"] or 0 for run in runs)
-            print(f"| {connections} | {kind} | {_mean(runs, 'nine_p50_ms')} | {p99} | "
-                  f"{f'{ratio:.2f}x' if ratio else '-'} | {nine_bad} | {_mean(runs, 'flood_per_s') or '-'} | "
+            print(f"| {connections} | {kind} | {_median(runs, 'nine_p50_ms')} | {p99} | "
+                  f"{f'{ratio:.2f}x' if ratio else '-'} | {nine_bad} | {_median(runs, 'flood_per_s') or '-'} | "
                   f"{flood_bad if kind != 'alone' else '-'} |")  # fmt: skip
             if kind != "flood, no limit":
                 held = held and nine_bad == 0 and flood_bad == 0 and (ratio is None or ratio <= 1.2)
