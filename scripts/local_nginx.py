@@ -28,10 +28,13 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def write_config(prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1, host: str = "127.0.0.1") -> Path:
-    """Write a main configuration in ``prefix`` that includes the shipped site with
-    ``host``:``port`` to listen on and ``upstreams`` (``web``, ``viewer``, ``readapi``:
-    their ports on 127.0.0.1); returns the path of the main configuration."""
+def write_config(
+    prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1, host: str = "127.0.0.1", site: Path = SITE
+) -> Path:
+    """Write a main configuration in ``prefix`` that includes the shipped site (or a variant
+    of it, ``site``: a benchmark's) with ``host``:``port`` to listen on and ``upstreams``
+    (``web``, ``viewer``, ``readapi``: their ports on 127.0.0.1); returns the path of the
+    main configuration."""
     prefix = prefix.resolve()
     for folder in ("cpantesters.d", "temp", "cache", "logs"):
         (prefix / folder).mkdir(parents=True, exist_ok=True)
@@ -68,20 +71,20 @@ http {{
     fastcgi_temp_path {temp / "fastcgi"};
     uwsgi_temp_path {temp / "uwsgi"};
     scgi_temp_path {temp / "scgi"};
-    include {SITE};
+    include {site};
 }}
 """
     )
     return main
 
 
-def start(prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1, timeout: float = 15):
+def start(prefix: Path, port: int, upstreams: dict[str, int], workers: int = 1, timeout: float = 15, site: Path = SITE):
     """Start nginx (a child process, no daemon) with :func:`write_config`; returns the
     process once it accepts connections on ``port``."""
     binary = nginx_binary()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install nginx)")
-    main = write_config(prefix, port, upstreams, workers)
+    main = write_config(prefix, port, upstreams, workers, site=site)
     check = subprocess.run([binary, "-t", "-q", "-e", "stderr", "-p", str(prefix), "-c", str(main)],
                            capture_output=True, text=True)  # fmt: skip
     if check.returncode != 0:

@@ -19,6 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -302,13 +304,14 @@ def test_the_real_clients_requests_pass_uncached_with_their_exact_status_and_jso
 
 
 def test_a_relay_sending_many_reports_at_once_from_one_address_is_not_limited(stack, embedded, writer):
-    register_profile(writer)
-    recorded = captures.load("01-ok")[0]
-    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length")}
+    """Many testers' reports from one address, 24 at once (each tester's own are spaced out
+    to the per-tester rate, see below)."""
+    testers = [_tester_submission(writer, f"0e0e0e0e-0000-4000-8000-0000000{n:05d}") for n in range(12)]
+    path = captures.load("01-ok")[0].path
 
-    def submit(_):
-        body, _guid = with_new_guid(recorded.body)
-        return stack.request(recorded.path, "POST", headers, body).status
+    def submit(n):
+        headers, body = testers[n % len(testers)]
+        return stack.request(path, "POST", headers, body()).status
 
     with ThreadPoolExecutor(24) as pool:
         statuses = list(pool.map(submit, range(48)))
@@ -445,3 +448,80 @@ def test_a_body_the_app_never_reads_is_drained_so_the_client_gets_the_json_answe
     ).encode()
     raw = processes.send_whole_then_read(stack.ports["web"], head, body)
     assert raw.startswith(b"HTTP/1.1 404") and b"\r\nContent-Type: application/json\r\n" in raw
+
+
+def _tester_submission(writer, guid: str) -> tuple[dict, Callable[[], bytes]]:
+    """A registered tester of the test's own: its headers, and a maker of its submissions
+    (the captured report under this tester as creator, a fresh report GUID each)."""
+    secret = f"secret-{guid[-4:]}"
+    register_profile(writer, secret=secret, guid=guid)
+    recorded = captures.load("01-ok")[0]
+    headers = {k: v for k, v in recorded.headers if k.lower() not in ("host", "content-length", "authorization")}
+    headers.update(auth_header(guid, secret))
+    outer = json.loads(recorded.body)
+    outer["metadata"]["core"]["creator"] = f"metabase:user:{guid}"
+    body = json.dumps(outer).encode()
+    return headers, lambda: with_new_guid(body)[0]
+
+
+def per_tester_limit() -> tuple[float, int]:
+    """The shipped per-tester rate (requests/s) and burst."""
+    text = local_nginx.SITE.read_text()
+    rate = re.search(r"zone=cpantesters_per_tester:\w+ rate=(\d+)r/s;", text)
+    burst = re.search(r"limit_req zone=cpantesters_per_tester burst=(\d+);", text)
+    return float(rate.group(1)), int(burst.group(1))
+
+
+def test_a_burst_from_one_tester_is_delayed_not_refused_and_another_tester_is_not_slowed(stack, writer):
+    """A flooding tester's submissions wait in nginx, spaced out to the per-tester rate, and
+    are all accepted; meanwhile another tester's submission goes straight through."""
+    rate, _ = per_tester_limit()
+    flooder, flood = _tester_submission(writer, "0e0e0e0e-0000-4000-8000-00000000f100")
+    other, other_body = _tester_submission(writer, "0e0e0e0e-0000-4000-8000-00000000f101")
+    path = captures.load("01-ok")[0].path
+    burst = 30  # at 10/s the last one is answered 2.9 s after the first
+    answered: list[int] = []
+
+    def submit(_):
+        status = stack.request(path, "POST", flooder, flood()).status
+        answered.append(status)
+        return status
+
+    with ThreadPoolExecutor(burst) as pool:
+        started = time.monotonic()
+        statuses = pool.map(submit, range(burst))
+        wait_for(lambda: len(answered) >= 2, 30, "the burst to be under way")
+        assert stack.request(path, "POST", other, other_body()).status == 201
+        pending_when_other_answered = burst - len(answered)
+        statuses = list(statuses)
+    took = time.monotonic() - started
+    assert statuses == [201] * burst
+    assert took >= (burst - 1) / rate * 0.8  # spaced out: delayed, not refused
+    assert pending_when_other_answered >= burst // 3  # the other tester did not wait behind them
+
+
+def test_a_tester_with_more_requests_waiting_than_the_burst_gets_a_json_503(stack, writer):
+    """Only past ``burst`` requests waiting at once (far more than the one at a time the Perl
+    client sends) is a tester refused, with nginx's JSON error. The waiting requests are held
+    open from several addresses, each under the per-address connection limit."""
+    _, burst = per_tester_limit()
+    headers, _ = _tester_submission(writer, "0e0e0e0e-0000-4000-8000-00000000f102")
+    head = submission_head(100).replace(b"\r\n\r\n", f"\r\nAuthorization: {headers['Authorization']}\r\n\r\n".encode())
+    per_address = 50
+    held = []
+    try:
+        for n in range(burst + 30):  # each waits in nginx's queue (30 more: the queue drains at the rate)
+            sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10,
+                                            source_address=(f"127.0.1.{n // per_address + 1}", 0))  # fmt: skip
+            sock.sendall(head)
+            held.append(sock)
+
+        def one_more():
+            answer = raw_answer(stack.port, head.replace(b"Content-Length: 100", b"Content-Length: 2") + b"{}")
+            return answer if answer[0] == 503 else None
+
+        refused = wait_for(one_more, 10, "the request over the burst to be refused")
+        assert refused[1] == "application/json" and "too many requests" in json.loads(refused[2])["error"]
+    finally:
+        for sock in held:
+            sock.close()
