@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import yardstick  # noqa: E402
-from bench.private_servers import bench_servers, database  # noqa: E402
+from bench.private_servers import add_servers_option, bench_servers, database  # noqa: E402
 from bench.viewer import start_gunicorn, stop  # noqa: E402
 from scripts import local_nginx  # noqa: E402
 from storage import users  # noqa: E402
@@ -232,9 +232,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="ABCCBA sequences per flooder size")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--nginx-workers", type=int, default=1)
-    parser.add_argument("--servers", choices=["private", "shared"], default="private",
-                        help="private: a mariadbd and a redis-server of the run's own (default); "
-                        "shared: the machine's on 127.0.0.1:3306 and :6379 (Redis DB BENCH_REDIS_DB)")  # fmt: skip
+    add_servers_option(parser, " (Redis DB BENCH_REDIS_DB)")
     args = parser.parse_args()
     print(f"yardstick: {yardstick()}; load average {load_average()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-flood-"))

@@ -17,6 +17,7 @@ put together for a benchmark.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import signal
@@ -81,6 +82,17 @@ SHARED_MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
 @contextlib.contextmanager
+def add_servers_option(parser: argparse.ArgumentParser, shared_redis: str = "") -> None:
+    """The benchmarks' ``--servers private|shared`` option (``private`` by default)."""
+    parser.add_argument(
+        "--servers",
+        choices=["private", "shared"],
+        default="private",
+        help="private: a mariadbd and a redis-server of the run's own (default); "
+        f"shared: the machine's on 127.0.0.1:3306 and :6379{shared_redis}",
+    )
+
+
 def bench_servers(kind: str, directory: Path, shared_redis_db: int) -> Iterator[tuple[dict, str, dict]]:
     """(pymysql arguments, Redis URL, server name -> Popen) of the servers a benchmark uses:
     ``private`` ones (:func:`private_servers` under ``directory``) or the machine's ``shared``

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import subprocess  # noqa: E402
 
 from bench.machine import yardstick  # noqa: E402
-from bench.private_servers import bench_servers, database  # noqa: E402
+from bench.private_servers import add_servers_option, bench_servers, database  # noqa: E402
 from bench.soak_load import Load  # noqa: E402
 from bench.soak_probe import Probe  # noqa: E402
 from bench.viewer import start_gunicorn, stop  # noqa: E402
@@ -120,9 +120,7 @@ def main() -> int:
     parser.add_argument("--check-growth", choices=["all", "processes", "none"], default="all",
                         help="which metrics must stay flat: all, or only the processes' and the "
                         "database connections (a short smoke run: Redis holds the backlog)")  # fmt: skip
-    parser.add_argument("--servers", choices=["private", "shared"], default="private",
-                        help="private: a mariadbd and a redis-server of the run's own (default); "
-                        "shared: the machine's on 127.0.0.1:3306 and :6379")  # fmt: skip
+    add_servers_option(parser)
     args = parser.parse_args()
     print(f"yardstick: {yardstick()}", flush=True)
     logs = Path(tempfile.mkdtemp(prefix="bench-soak-"))
