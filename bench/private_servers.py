@@ -81,7 +81,6 @@ def private_servers(directory: Path, keep: bool = False) -> Iterator[PrivateServ
 SHARED_MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
-@contextlib.contextmanager
 def add_servers_option(parser: argparse.ArgumentParser, shared_redis: str = "") -> None:
     """The benchmarks' ``--servers private|shared`` option (``private`` by default)."""
     parser.add_argument(
@@ -93,6 +92,7 @@ def add_servers_option(parser: argparse.ArgumentParser, shared_redis: str = "") 
     )
 
 
+@contextlib.contextmanager
 def bench_servers(kind: str, directory: Path, shared_redis_db: int) -> Iterator[tuple[dict, str, dict]]:
     """(pymysql arguments, Redis URL, server name -> Popen) of the servers a benchmark uses:
     ``private`` ones (:func:`private_servers` under ``directory``) or the machine's ``shared``
