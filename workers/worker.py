@@ -254,6 +254,12 @@ class OutageTolerantMixin:
         return self._ride_through(super().check_for_suspension, burst)
 
     def run_maintenance_tasks(self):
+        # Stopping: RQ's maintenance would start a new scheduler to replace the one that
+        # stopped with our SIGTERM, and a scheduler forked in that moment may take the
+        # SIGTERM of our teardown before it has handlers of its own; our exit then waits
+        # on it until it is killed. The next worker's maintenance does the clean-up.
+        if self._stop_requested:
+            return None
         return self._ride_through(super().run_maintenance_tasks)
 
     def set_shutdown_requested_date(self):
