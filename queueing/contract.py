@@ -60,11 +60,21 @@ RESULT_TTL = 60
 what was done; at 100 reports/s each second kept costs Redis ~0.5 MB (bench/soak.py), so
 a longer one only makes Redis grow for that long after a start (600 s: ~300 MB)."""
 
+REPORT_RESULT_TTL = 0
+"""A finished report job is deleted at once (RQ's ``result_ttl=0``): its outcome is the
+report's state in the database, and a result kept in Redis (a stream of ~4.6 KB and the
+job's hash, for :data:`RESULT_TTL`) would make Redis's size follow the last minute's
+throughput instead of the backlog it holds (bench/soak.py). The dashboard shows report
+jobs while queued, started or failed; the status page and ``/metrics`` count the done."""
+
 FAILURE_TTL = 30 * 24 * 3600
 """Seconds a failed job stays in the failed registry for an operator to inspect and requeue."""
 
 LIFETIMES = {"ttl": JOB_TTL, "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL}
 """The lifetimes every job of ours is enqueued with (``enqueue``/``enqueue_call`` keywords)."""
+
+REPORT_LIFETIMES = {**LIFETIMES, "result_ttl": REPORT_RESULT_TTL}
+"""The lifetimes of the one-per-report jobs (see :data:`REPORT_RESULT_TTL`)."""
 
 RETRY_INTERVALS = [10, 30, 120, 600, 1800]
 """Back-off between attempts; with ``--with-scheduler`` workers, retries wait this long."""
@@ -146,7 +156,7 @@ def put_report_job(
         args=(guid,),
         job_id=job_id(guid),
         timeout=timeout,
-        **LIFETIMES,
+        **REPORT_LIFETIMES,
         retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
         description=f"process report {guid}",
         pipeline=pipe,

@@ -195,10 +195,11 @@ def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
         if unclaimed:
             pipe.delete(*(taken_key(guid) for guid in unclaimed))
         removed = pipe.execute()[len(done) : 2 * len(done)]
-        # A job removed from the queue will never run: its hash would stay forever.
-        dropped = [Job.key_for(job_id(guid)) for guid, count in zip(done, removed, strict=True) if count]
-        if dropped:
-            job.connection.delete(*dropped)
+        # A job removed from the queue will never run: its hash would stay forever, and its
+        # marker has no job left to tell (one a worker had dequeued was not removed).
+        gone = [guid for guid, count in zip(done, removed, strict=True) if count]
+        if gone:
+            job.connection.delete(*(Job.key_for(job_id(guid)) for guid in gone), *map(taken_key, gone))
     except Exception:  # an optimisation only: the jobs then run and find their report done
         logger.debug("could not settle the reports taken along", exc_info=True)
 
