@@ -21,6 +21,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import sqlalchemy as sa
 
@@ -28,7 +29,9 @@ from schemas.reportparse import PARSER_VERSION, FailedFile, ParsedReport, Prereq
 from schemas.reportparse.model import prerequisite_order
 from schemas.reportparse.shape import report_text
 from schemas.text import storable
+from storage.factor_counts import apply_deltas, intern_releases
 from storage.processing import deadlock_retry
+from storage.release_factors import FACTOR_STRINGS, FactInputs, Known, add_report, column_values, fact_keys
 from storage.reports import read_document
 from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
 from storage.upserts import insert_int_rows, insert_missing, upsert
@@ -296,18 +299,30 @@ def _prepare(parsed: ParsedReport) -> _Prepared:
 
 
 def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> None:
-    """Write the facts of reports (by ``test_report.id``), replacing what they had."""
+    """Write the facts of reports (by ``test_report.id``), replacing what they had, and
+    count them in their release's failure-analysis counts (``storage/factor_counts.py``)."""
     if not parsed_by_id:
         return
     prepared = {report_id: _prepare(parsed) for report_id, parsed in parsed_by_id.items()}
-    strings = intern_strings(engine, (s for p in prepared.values() for s in p.strings()))
+    columns = _report_columns(engine, sorted(prepared))
+    values = {i: column_values(c.perl, c.osname, c.archname, c.creator) for i, c in columns.items()}
+    strings = intern_strings(
+        engine,
+        chain(
+            (s for p in prepared.values() for s in p.strings()),
+            (value for found in values.values() for _kind, value in found),
+            FACTOR_STRINGS,
+        ),
+    )
+    releases = intern_releases(engine, {(c.dist, c.version) for c in columns.values()})
     set_ids = intern_sets(
         engine, {f[0]: f[1] for p in prepared.values() for f in p.sets.values() if f is not None}, strings
     )
     prereq_ids = intern_prereq_sets(
         engine, {p.prereqs: p.parsed.prerequisites for p in prepared.values() if p.prereqs is not None}, strings
     )
-    rows = []
+    known = Known.from_ids(strings)
+    rows, counting = [], {}
     for report_id in sorted(prepared):  # in key order: a fixed lock order
         p = prepared[report_id]
         parsed = p.parsed
@@ -323,17 +338,140 @@ def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> Non
             row[column] = set_ids[found[0]] if found is not None else None
         spans = sorted((strings[name], *parsed.environment_spans[name]) for name in p.spanned)
         row["env_spans"] = pack_triples(spans) if spans else None
+        report = columns.get(report_id)
+        row["counted"] = report is not None  # a report that is not there has no release
+        if report is not None:
+            counting[report_id] = _Counting(
+                releases[(report.dist, report.version)],
+                report.grade,
+                [(kind, strings[value]) for kind, value in values[report_id]],
+                fact_keys(_inputs(parsed, strings), known),
+            )
         rows.append(row)
-    write_rows(engine, rows)
+    write_rows(engine, rows, counting, known)
+
+
+@dataclass
+class _Counting:
+    """What a report adds to its release's counts."""
+
+    release_id: int
+    grade: str
+    columns: list[tuple[int, int]]
+    facts: list[tuple[int, int, int]]
+
+
+def _inputs(parsed: ParsedReport, strings: dict[str, int]) -> FactInputs:
+    """The facts of a parsed report as the factors read them (what :func:`_stored_inputs`
+    reads back from its stored rows)."""
+    return FactInputs(
+        strings[parsed.user_agent] if parsed.user_agent else None,
+        tuple((strings[name], strings[value]) for name, value in parsed.config.items()),
+        frozenset(strings[name] for name in parsed.environment) if parsed.environment else None,
+        tuple((strings[p.phase], strings[p.name], strings[p.need], strings[p.have]) for p in parsed.prerequisites),
+    )
+
+
+def _report_columns(engine: sa.Engine, report_ids: list[int]) -> dict[int, sa.Row]:
+    """The columns the analysis counts of each report (they never change once stored)."""
+    t = test_report.c
+    found = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(report_ids):
+            query = sa.select(t.id, t.dist, t.version, t.grade, t.perl, t.osname, t.archname, t.creator).where(
+                t.id.in_(list(chunk))
+            )
+            found.update((row.id, row) for row in conn.execute(query))
+    return found
+
+
+IDENTITY = ("user_agent", "config_set", "env_set", "prereq_set")
+"""The ``report_facts`` columns a report's counts depend on (and the names in ``env_spans``)."""
+
+
+def _identity(row) -> tuple:
+    spans = row["env_spans"]
+    names = tuple(sorted(name for name, _s, _e in unpack_triples(bytes(spans)))) if spans else ()
+    return (*(row[c] for c in IDENTITY), names)
+
+
+def _lock_facts(conn: sa.Connection, report_ids: list[int]) -> dict[int, dict]:
+    """The current facts rows of these reports, locked until the commit. A report without
+    one gets a placeholder first (parser 0, not counted; the upsert that follows fills it),
+    so that there is a row to lock: two transactions writing the facts of one new report
+    then take turns, and the second sees the first's row counted, never "not counted" twice
+    (under READ COMMITTED a missing row locks nothing)."""
+    insert_int_rows(conn, report_facts, ("report_id", "parser"), [(i, 0) for i in report_ids], key=("report_id",))
+    f = report_facts.c
+    query = (
+        sa.select(f.report_id, f.counted, *(f[c] for c in IDENTITY), f.env_spans)
+        .where(f.report_id.in_(report_ids))
+        .with_for_update()
+    )
+    return {row["report_id"]: dict(row) for row in conn.execute(query).mappings()}
+
+
+def _stored_inputs(conn: sa.Connection, rows: dict[int, dict]) -> dict[int, FactInputs]:
+    """The facts of stored ``report_facts`` rows as the factors read them (their sets and
+    prerequisite lists read back): what those reports were counted with."""
+    if not rows:
+        return {}
+    set_ids = sorted({row[c] for row in rows.values() for c in ("config_set", "env_set") if row[c] is not None})
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for chunk in _chunks(set_ids):
+        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(list(chunk)))
+        pairs.update((set_id, unpack_pairs(bytes(packed))) for set_id, packed in conn.execute(query))
+    lists = sorted({row["prereq_set"] for row in rows.values() if row["prereq_set"] is not None})
+    items: dict[int, list[tuple[int, int, int, int]]] = {}
+    i = prereq_set_item.c
+    for chunk in _chunks(lists):
+        query = sa.select(i.set_id, i.phase, i.module, i.need, i.have).where(i.set_id.in_(list(chunk)))
+        for set_id, *item in conn.execute(query):
+            items.setdefault(set_id, []).append(tuple(item))
+    found = {}
+    for report_id, row in rows.items():
+        spans = row["env_spans"]
+        variables = {name for name, _s, _e in unpack_triples(bytes(spans))} if spans else set()
+        variables.update(name for name, _value in pairs.get(row["env_set"], ()) if row["env_set"] is not None)
+        found[report_id] = FactInputs(
+            row["user_agent"],
+            tuple(pairs.get(row["config_set"], ())) if row["config_set"] is not None else (),
+            frozenset(variables) if row["env_set"] is not None or spans else None,
+            tuple(items.get(row["prereq_set"], ())) if row["prereq_set"] is not None else (),
+        )
+    return found
 
 
 @deadlock_retry
-def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
-    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock)."""
+def write_rows(
+    engine: sa.Engine, rows: list[dict], counting: dict[int, _Counting] | None = None, known: Known | None = None
+) -> None:
+    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock), moving
+    the changes of the reports in ``counting`` into their releases' counts: a report
+    counted before gives back what its old facts added (nothing changes when they are the
+    same facts), then adds what its new ones do."""
     with engine.begin() as conn:
+        old = _lock_facts(conn, [row["report_id"] for row in rows]) if counting else {}
         columns = tuple(rows[0])
         upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in columns if c != "report_id"],
                shape=columns)  # fmt: skip
+        if not counting:
+            return
+        new = {row["report_id"]: row for row in rows}
+        deltas: dict[tuple, list[int]] = {}
+        recounted = {
+            i: old[i] for i in counting if old.get(i) and old[i]["counted"] and _identity(old[i]) != _identity(new[i])
+        }
+        before = _stored_inputs(conn, recounted)
+        for report_id, count in counting.items():
+            was = old.get(report_id)
+            if was is not None and was["counted"]:
+                if report_id not in recounted:
+                    continue  # counted with these very facts
+                keys = fact_keys(before[report_id], known)
+                add_report(deltas, count.release_id, count.grade, count.columns, keys, sign=-1)
+            add_report(deltas, count.release_id, count.grade, count.columns, count.facts)
+        apply_deltas(conn, deltas)
 
 
 # -- which reports, and enriching them -------------------------------------------------------
@@ -341,12 +479,13 @@ def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
 
 def _stale(query: sa.Select, parser: int) -> sa.Select:
     return query.outerjoin(report_facts, report_facts.c.report_id == test_report.c.id).where(
-        sa.or_(report_facts.c.report_id.is_(None), report_facts.c.parser < parser)
+        sa.or_(report_facts.c.report_id.is_(None), report_facts.c.parser < parser, report_facts.c.counted == sa.false())
     )
 
 
 def stale_count(conn: sa.Connection, low: int, high: int, parser: int = PARSER_VERSION) -> int:
-    """How many reports with ids ``low..high`` have no facts, or facts of an older parser."""
+    """How many reports with ids ``low..high`` have no facts, facts of an older parser, or
+    facts not counted in the failure-analysis counts yet (written before them)."""
     query = sa.select(sa.func.count()).select_from(test_report).where(test_report.c.id.between(low, high))
     return conn.execute(_stale(query, parser)).scalar_one()
 
