@@ -14,6 +14,7 @@ from schemas.reportparse.model import ParsedReport, Prerequisite
 from scripts import backlog
 from storage.factor_counts import forget_counts
 from storage.failure_analysis import recount, release_analysis, release_counts
+from storage.processing import processing_engine
 from storage.report_facts import enrich_guids, store_facts
 from storage.tables import release_factor_count, report_facts, test_report
 from tests.processing_helpers import report_row, store_many
@@ -159,33 +160,51 @@ def test_reprocessing_and_reenriching_a_report_count_it_once(backend, db):
 
 
 def test_two_writers_of_one_new_report_count_it_once(backend):
-    engine = backend.engine()
-    rows = [report_row(dist=DIST, version=VERSION, grade="fail")]
-    store_many(engine, rows)
+    """Each writer holds back its upsert until the other has read the report's facts row (or
+    half a second): without the lock on a placeholder row, both would read "no facts, not
+    counted" (READ COMMITTED, the workers' isolation, locks no missing row) and both would
+    count the report."""
+    engine = processing_engine(backend.database_url)
+    store_many(engine, [report_row(dist=DIST, version=VERSION, grade="fail")])
     with engine.connect() as conn:
         report_id = conn.execute(sa.select(test_report.c.id)).scalar_one()
     facts = varied_facts(random.Random(1))
-    for _ in range(5):
-        with engine.begin() as conn:
-            conn.execute(release_factor_count.delete())
-            conn.execute(report_facts.delete())
-        barrier, errors = threading.Barrier(2), []
+    store_facts(engine, {report_id: facts})  # interned: the writers below only write the row
+    with engine.begin() as conn:
+        conn.execute(release_factor_count.delete())
+        conn.execute(report_facts.delete())
+    have_read = {}
 
-        def write(barrier=barrier, errors=errors):
-            try:
-                barrier.wait()
-                store_facts(engine, {report_id: facts})
-            except Exception as exc:  # reported below
-                errors.append(exc)
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SELECT report_facts.report_id, report_facts.counted"):
+            have_read[threading.get_ident()].set()
 
-        threads = [threading.Thread(target=write) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors
-        (total,) = [row for row in count_rows(engine) if row[1] == 0]
-        assert total[4:] == (1, 0, 0)
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO report_facts (report_id, parser, user_agent"):
+            others = [read for ident, read in have_read.items() if ident != threading.get_ident()]
+            for read in others:
+                read.wait(0.5)
+
+    barrier, errors = threading.Barrier(2), []
+
+    def write():
+        have_read[threading.get_ident()] = threading.Event()
+        try:
+            barrier.wait()
+            store_facts(engine, {report_id: facts})
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    sa.event.listen(engine, "after_cursor_execute", after)
+    sa.event.listen(engine, "before_cursor_execute", before)
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    (total,) = [row for row in count_rows(engine) if row[1] == 0]
+    assert total[4:] == (1, 0, 0)
     engine.dispose()
 
 
