@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas.reportparse.perl_config import CONFIG_KEYS
 
@@ -90,6 +91,21 @@ def factor_name(kind: int, name: str | None) -> str:
 def ordered(kind: int) -> bool:
     """Whether the factor's values are versions (tested in version order)."""
     return kind in (Kind.PERL, Kind.PREREQ)
+
+
+class ReportColumns(NamedTuple):
+    """The ``test_report`` columns a report is counted by (they never change once stored)."""
+
+    dist: str
+    version: str
+    grade: str
+    perl: str | None
+    osname: str | None
+    archname: str | None
+    creator: str | None
+
+
+REPORT_COLUMNS = ReportColumns._fields
 
 
 def column_values(perl: str | None, osname: str | None, archname: str | None, creator: str | None):

@@ -31,7 +31,16 @@ from schemas.reportparse.shape import report_text
 from schemas.text import storable
 from storage.factor_counts import apply_deltas, intern_releases
 from storage.processing import deadlock_retry
-from storage.release_factors import FACTOR_STRINGS, FactInputs, Known, add_report, column_values, fact_keys
+from storage.release_factors import (
+    FACTOR_STRINGS,
+    REPORT_COLUMNS,
+    FactInputs,
+    Known,
+    ReportColumns,
+    add_report,
+    column_values,
+    fact_keys,
+)
 from storage.reports import read_document
 from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
 from storage.upserts import insert_int_rows, insert_missing, upsert
@@ -298,13 +307,17 @@ def _prepare(parsed: ParsedReport) -> _Prepared:
     )
 
 
-def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> None:
+def store_facts(
+    engine: sa.Engine, parsed_by_id: dict[int, ParsedReport], columns: dict[int, ReportColumns] | None = None
+) -> None:
     """Write the facts of reports (by ``test_report.id``), replacing what they had, and
-    count them in their release's failure-analysis counts (``storage/factor_counts.py``)."""
+    count them in their release's failure-analysis counts (``storage/factor_counts.py``),
+    by their ``columns`` (read here unless given: a report's columns never change)."""
     if not parsed_by_id:
         return
     prepared = {report_id: _prepare(parsed) for report_id, parsed in parsed_by_id.items()}
-    columns = _report_columns(engine, sorted(prepared))
+    if columns is None or not all(report_id in columns for report_id in prepared):
+        columns = _report_columns(engine, sorted(prepared))
     values = {i: column_values(c.perl, c.osname, c.archname, c.creator) for i, c in columns.items()}
     strings = intern_strings(
         engine,
@@ -372,16 +385,16 @@ def _inputs(parsed: ParsedReport, strings: dict[str, int]) -> FactInputs:
     )
 
 
-def _report_columns(engine: sa.Engine, report_ids: list[int]) -> dict[int, sa.Row]:
-    """The columns the analysis counts of each report (they never change once stored)."""
-    t = test_report.c
+def _report_columns(engine: sa.Engine, report_ids: list[int]) -> dict[int, ReportColumns]:
+    """The columns the analysis counts of each report (they never change once stored).
+    Plain SQL with the ids as literal integers: this runs for every batch a worker
+    enriches, where building the statement would cost more than the database's work."""
     found = {}
+    select = f"SELECT id, {', '.join(REPORT_COLUMNS)} FROM {test_report.name} WHERE id IN "
     with engine.connect() as conn:
         for chunk in _chunks(report_ids):
-            query = sa.select(t.id, t.dist, t.version, t.grade, t.perl, t.osname, t.archname, t.creator).where(
-                t.id.in_(list(chunk))
-            )
-            found.update((row.id, row) for row in conn.execute(query))
+            rows = conn.exec_driver_sql(select + "(" + ",".join(str(int(i)) for i in chunk) + ")")
+            found.update((report_id, ReportColumns(*values)) for report_id, *values in rows)
     return found
 
 
@@ -402,13 +415,14 @@ def _lock_facts(conn: sa.Connection, report_ids: list[int]) -> dict[int, dict]:
     then take turns, and the second sees the first's row counted, never "not counted" twice
     (under READ COMMITTED a missing row locks nothing)."""
     insert_int_rows(conn, report_facts, ("report_id", "parser"), [(i, 0) for i in report_ids], key=("report_id",))
-    f = report_facts.c
-    query = (
-        sa.select(f.report_id, f.counted, *(f[c] for c in IDENTITY), f.env_spans)
-        .where(f.report_id.in_(report_ids))
-        .with_for_update()
-    )
-    return {row["report_id"]: dict(row) for row in conn.execute(query).mappings()}
+    names = ("report_id", "counted", *IDENTITY, "env_spans")
+    found = {}
+    lock = " FOR UPDATE" if conn.dialect.name == "mysql" else ""  # SQLite: the writer holds the database
+    for chunk in _chunks(report_ids):
+        ids = ",".join(str(int(i)) for i in chunk)
+        sql = f"SELECT {', '.join(names)} FROM {report_facts.name} WHERE report_id IN ({ids}){lock}"
+        found.update((row[0], dict(zip(names, row, strict=True))) for row in conn.exec_driver_sql(sql))
+    return found
 
 
 def _stored_inputs(conn: sa.Connection, rows: dict[int, dict]) -> dict[int, FactInputs]:
@@ -512,9 +526,12 @@ def parse_documents(documents: dict[int, dict]) -> dict[int, ParsedReport]:
     return {report_id: parse_report_text(report_text(doc)) for report_id, doc in documents.items()}
 
 
-def enrich_documents(engine: sa.Engine, documents: dict[int, dict]) -> int:
-    """Parse and store the facts of documents already read (by ``test_report.id``)."""
-    store_facts(engine, parse_documents(documents))
+def enrich_documents(
+    engine: sa.Engine, documents: dict[int, dict], columns: dict[int, ReportColumns] | None = None
+) -> int:
+    """Parse and store the facts of documents already read (by ``test_report.id``), with
+    their reports' ``columns`` when those were read too."""
+    store_facts(engine, parse_documents(documents), columns)
     return len(documents)
 
 

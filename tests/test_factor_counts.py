@@ -8,6 +8,7 @@ import threading
 
 import sqlalchemy as sa
 
+from queueing.contract import enqueue_report
 from schemas.failure_analysis import analyse, with_major_minor
 from schemas.module_version import is_below
 from schemas.reportparse.model import ParsedReport, Prerequisite
@@ -17,7 +18,7 @@ from storage.failure_analysis import recount, release_analysis, release_counts
 from storage.processing import processing_engine
 from storage.report_facts import enrich_guids, store_facts
 from storage.tables import release_factor_count, report_facts, test_report
-from tests.processing_helpers import report_row, store_many
+from tests.processing_helpers import report_row, run_jobs, store_many
 from tests.test_enrichment import stored_rows
 from tests.test_failure_analysis_storage import DIST, VERSION, store_release
 
@@ -157,6 +158,20 @@ def test_reprocessing_and_reenriching_a_report_count_it_once(backend, db):
     with db.connect() as conn:
         dist, version = conn.execute(sa.select(test_report.c.dist, test_report.c.version)).first()
         assert plain(release_counts(conn, dist, version)) == plain(recount(conn, dist, version))
+
+
+def test_the_processing_job_counts_its_reports_by_the_columns_it_read(backend, db):
+    guids = stored_rows(db, 4)
+    redis = backend.redis()
+    for guid in guids:
+        enqueue_report(redis, guid)
+    run_jobs(redis)
+    (total,) = [row for row in count_rows(db) if row[1] == 0]
+    assert sum(total[4:]) == 4
+    with db.connect() as conn:
+        dist, version = conn.execute(sa.select(test_report.c.dist, test_report.c.version)).first()
+        assert plain(release_counts(conn, dist, version)) == plain(recount(conn, dist, version))
+        assert conn.execute(sa.select(sa.func.count()).where(report_facts.c.counted == sa.true())).scalar() == 4
 
 
 def test_two_writers_of_one_new_report_count_it_once(backend):
