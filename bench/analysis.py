@@ -241,6 +241,10 @@ def main(argv=None) -> None:
             + ", ".join(f"{t:.0f}" for t in figures)
             + f" (median {statistics.median(figures):.0f})"
         )
+    if not args.from_facts:
+        # The answer from release_factor_count must be the one counted from the facts.
+        same = analyse_release(engine) == analyse_release(engine, from_facts=True)
+        print(f"same answer as counted from the facts: {'yes' if same else 'NO'}")
     engine.dispose()
     if not args.keep and not args.reuse:
         drop_database(name)
