@@ -11,12 +11,25 @@ the same transaction and under the facts row's lock (see
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from storage.tables import analysis_release, release_factor_count, report_facts, test_report
-from storage.upserts import insert_missing
+from schemas.reportparse import ParsedReport
+from storage.fact_codec import unpack_pairs, unpack_triples
+from storage.release_factors import REPORT_COLUMNS, FactInputs, Known, ReportColumns, add_report, fact_keys
+from storage.tables import analysis_release, fact_set, prereq_set_item, release_factor_count, report_facts, test_report
+from storage.upserts import insert_int_rows, insert_missing
+
+LOOKUP_CHUNK = 500
+"""Ids per ``IN (...)`` look-up."""
+
+
+def _chunks(items: Sequence, size: int = LOOKUP_CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 _RELEASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per engine, (dist, version) -> analysis_release id (rows are never deleted)."""
@@ -57,6 +70,127 @@ def intern_releases(engine: sa.Engine, releases: Iterable[tuple[str, str]]) -> d
             found = conn.execute(sa.select(r.id).where(r.dist == dist, r.version == version)).scalar_one()
             cache[(dist, version)] = ids[(dist, version)] = found
     return ids
+
+
+# -- a report's contribution, new and old ---------------------------------------------------
+
+
+@dataclass
+class Counting:
+    """What a report adds to its release's counts."""
+
+    release_id: int
+    grade: str
+    columns: list[tuple[int, int]]
+    facts: list[tuple[int, int, int]]
+
+
+def parsed_inputs(parsed: ParsedReport, strings: dict[str, int]) -> FactInputs:
+    """The facts of a parsed report as the factors read them (what :func:`stored_inputs`
+    reads back from its stored rows)."""
+    return FactInputs(
+        strings[parsed.user_agent] if parsed.user_agent else None,
+        tuple((strings[name], strings[value]) for name, value in parsed.config.items()),
+        frozenset(strings[name] for name in parsed.environment) if parsed.environment else None,
+        tuple((strings[p.phase], strings[p.name], strings[p.need], strings[p.have]) for p in parsed.prerequisites),
+    )
+
+
+def report_columns(engine: sa.Engine, report_ids: list[int]) -> dict[int, ReportColumns]:
+    """The columns the analysis counts of each report (they never change once stored).
+    Plain SQL with the ids as literal integers: this runs for every batch a worker
+    enriches, where building the statement would cost more than the database's work."""
+    found = {}
+    select = f"SELECT id, {', '.join(REPORT_COLUMNS)} FROM {test_report.name} WHERE id IN "
+    with engine.connect() as conn:
+        for chunk in _chunks(report_ids):
+            rows = conn.exec_driver_sql(select + "(" + ",".join(str(int(i)) for i in chunk) + ")")
+            found.update((report_id, ReportColumns(*values)) for report_id, *values in rows)
+    return found
+
+
+IDENTITY = ("user_agent", "config_set", "env_set", "prereq_set")
+"""The ``report_facts`` columns a report's counts depend on (and the names in ``env_spans``)."""
+
+
+def identity(row) -> tuple:
+    spans = row["env_spans"]
+    names = tuple(sorted(name for name, _s, _e in unpack_triples(bytes(spans)))) if spans else ()
+    return (*(row[c] for c in IDENTITY), names)
+
+
+def lock_facts(conn: sa.Connection, report_ids: list[int]) -> dict[int, dict]:
+    """The current facts rows of these reports, locked until the commit. A report without
+    one gets a placeholder first (parser 0, not counted; the upsert that follows fills it),
+    so that there is a row to lock: two transactions writing the facts of one new report
+    then take turns, and the second sees the first's row counted, never "not counted" twice
+    (under READ COMMITTED a missing row locks nothing)."""
+    insert_int_rows(conn, report_facts, ("report_id", "parser"), [(i, 0) for i in report_ids], key=("report_id",))
+    names = ("report_id", "counted", *IDENTITY, "env_spans")
+    found = {}
+    lock = " FOR UPDATE" if conn.dialect.name == "mysql" else ""  # SQLite: the writer holds the database
+    for chunk in _chunks(report_ids):
+        ids = ",".join(str(int(i)) for i in chunk)
+        sql = f"SELECT {', '.join(names)} FROM {report_facts.name} WHERE report_id IN ({ids}){lock}"
+        found.update((row[0], dict(zip(names, row, strict=True))) for row in conn.exec_driver_sql(sql))
+    return found
+
+
+def stored_inputs(conn: sa.Connection, rows: dict[int, dict]) -> dict[int, FactInputs]:
+    """The facts of stored ``report_facts`` rows as the factors read them (their sets and
+    prerequisite lists read back): what those reports were counted with."""
+    if not rows:
+        return {}
+    set_ids = sorted({row[c] for row in rows.values() for c in ("config_set", "env_set") if row[c] is not None})
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for chunk in _chunks(set_ids):
+        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(list(chunk)))
+        pairs.update((set_id, unpack_pairs(bytes(packed))) for set_id, packed in conn.execute(query))
+    lists = sorted({row["prereq_set"] for row in rows.values() if row["prereq_set"] is not None})
+    items: dict[int, list[tuple[int, int, int, int]]] = {}
+    i = prereq_set_item.c
+    for chunk in _chunks(lists):
+        query = sa.select(i.set_id, i.phase, i.module, i.need, i.have).where(i.set_id.in_(list(chunk)))
+        for set_id, *item in conn.execute(query):
+            items.setdefault(set_id, []).append(tuple(item))
+    found = {}
+    for report_id, row in rows.items():
+        spans = row["env_spans"]
+        variables = {name for name, _s, _e in unpack_triples(bytes(spans))} if spans else set()
+        variables.update(name for name, _value in pairs.get(row["env_set"], ()) if row["env_set"] is not None)
+        found[report_id] = FactInputs(
+            row["user_agent"],
+            tuple(pairs.get(row["config_set"], ())) if row["config_set"] is not None else (),
+            frozenset(variables) if row["env_set"] is not None or spans else None,
+            tuple(items.get(row["prereq_set"], ())) if row["prereq_set"] is not None else (),
+        )
+    return found
+
+
+def count_changes(
+    conn: sa.Connection, old: dict[int, dict], new: dict[int, dict], counting: dict[int, Counting], known: Known
+) -> None:
+    """In the transaction that wrote the reports' facts rows (``new``, by report id; ``old``
+    as :func:`lock_facts` found them): move each counted report's changes into its
+    release's counts. A report counted before gives back what its old facts added (nothing
+    changes when they are the same facts), then adds what its new ones do."""
+    deltas: dict[tuple, list[int]] = {}
+    recounted = {
+        i: old[i] for i in counting if old.get(i) and old[i]["counted"] and identity(old[i]) != identity(new[i])
+    }
+    before = stored_inputs(conn, recounted)
+    for report_id, count in counting.items():
+        was = old.get(report_id)
+        if was is not None and was["counted"]:
+            if report_id not in recounted:
+                continue  # counted with these very facts
+            keys = fact_keys(before[report_id], known)
+            add_report(deltas, count.release_id, count.grade, count.columns, keys, sign=-1)
+        add_report(deltas, count.release_id, count.grade, count.columns, count.facts)
+    apply_deltas(conn, deltas)
+
+
+# -- the counts table ----------------------------------------------------------------------
 
 
 COUNT_COLUMNS = ("release_id", "kind", "name_id", "value_id", "fails", "passes", "others")

@@ -18,9 +18,9 @@ from operator import itemgetter
 
 import sqlalchemy as sa
 
+from storage.fact_codec import unpack_pairs, unpack_triples
 from storage.factor_counts import release_coverage, release_rows, uncounted
 from storage.release_factors import CONFIG_FLAGS, ENVIRONMENT_ALLOWLIST, Kind, factor_name, ordered
-from storage.report_facts import unpack_pairs, unpack_triples
 from storage.tables import fact_set, fact_string, prereq_set_item, report_facts, test_report
 
 LOOKUP_CHUNK = 5000

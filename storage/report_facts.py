@@ -10,13 +10,15 @@ never deleted: an id once read stays valid, and each process remembers the ids i
 (a tester's environment repeats in every report it sends, so after warm-up most of a
 report's facts cost no look-up). An interned row no report ends up using (a failed write)
 is harmless.
+
+Writing a report's facts also counts the report in its release's failure-analysis counts,
+in the same transaction (``storage/factor_counts.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import struct
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -29,18 +31,10 @@ from schemas.reportparse import PARSER_VERSION, FailedFile, ParsedReport, Prereq
 from schemas.reportparse.model import prerequisite_order
 from schemas.reportparse.shape import report_text
 from schemas.text import storable
-from storage.factor_counts import apply_deltas, intern_releases
+from storage.fact_codec import pack_pairs, pack_triples, unpack_pairs, unpack_triples
+from storage.factor_counts import Counting, count_changes, intern_releases, lock_facts, parsed_inputs, report_columns
 from storage.processing import deadlock_retry
-from storage.release_factors import (
-    FACTOR_STRINGS,
-    REPORT_COLUMNS,
-    FactInputs,
-    Known,
-    ReportColumns,
-    add_report,
-    column_values,
-    fact_keys,
-)
+from storage.release_factors import FACTOR_STRINGS, Known, ReportColumns, column_values, fact_keys
 from storage.reports import read_document
 from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
 from storage.upserts import insert_int_rows, insert_missing, upsert
@@ -153,16 +147,6 @@ def _set_digest(pairs: dict[str, str]) -> bytes:
     return digest(_canonical(item for pair in sorted(pairs.items()) for item in pair))
 
 
-def pack_pairs(pairs: list[tuple[int, int]]) -> bytes:
-    """``(name id, value id)`` pairs as little-endian uint32s (8 bytes a pair)."""
-    return struct.pack(f"<{2 * len(pairs)}I", *(i for pair in pairs for i in pair))
-
-
-def unpack_pairs(items: bytes) -> list[tuple[int, int]]:
-    values = struct.unpack(f"<{len(items) // 4}I", items)
-    return list(zip(values[0::2], values[1::2], strict=True))
-
-
 def _intern(engine: sa.Engine, table: sa.Table, cache: _Ids, wanted: dict[bytes, object], create) -> dict[bytes, int]:
     """Ids of content-addressed rows by digest: cached, read, or created by ``create(conn,
     missing digests)`` in one transaction with the look-up (sorted digests: one insertion
@@ -257,15 +241,6 @@ def _spanned(parsed: ParsedReport) -> list[str]:
     ]
 
 
-def pack_triples(triples: list[tuple[int, int, int]]) -> bytes:
-    return struct.pack(f"<{3 * len(triples)}I", *(i for triple in triples for i in triple))
-
-
-def unpack_triples(packed: bytes) -> list[tuple[int, int, int]]:
-    values = struct.unpack(f"<{len(packed) // 4}I", packed)
-    return list(zip(values[0::3], values[1::3], values[2::3], strict=True))
-
-
 @dataclass
 class _Prepared:
     """What storing one report's facts needs, worked out once."""
@@ -317,7 +292,7 @@ def store_facts(
         return
     prepared = {report_id: _prepare(parsed) for report_id, parsed in parsed_by_id.items()}
     if columns is None or not all(report_id in columns for report_id in prepared):
-        columns = _report_columns(engine, sorted(prepared))
+        columns = report_columns(engine, sorted(prepared))
     values = {i: column_values(c.perl, c.osname, c.archname, c.creator) for i, c in columns.items()}
     strings = intern_strings(
         engine,
@@ -354,138 +329,30 @@ def store_facts(
         report = columns.get(report_id)
         row["counted"] = report is not None  # a report that is not there has no release
         if report is not None:
-            counting[report_id] = _Counting(
+            counting[report_id] = Counting(
                 releases[(report.dist, report.version)],
                 report.grade,
                 [(kind, strings[value]) for kind, value in values[report_id]],
-                fact_keys(_inputs(parsed, strings), known),
+                fact_keys(parsed_inputs(parsed, strings), known),
             )
         rows.append(row)
     write_rows(engine, rows, counting, known)
 
 
-@dataclass
-class _Counting:
-    """What a report adds to its release's counts."""
-
-    release_id: int
-    grade: str
-    columns: list[tuple[int, int]]
-    facts: list[tuple[int, int, int]]
-
-
-def _inputs(parsed: ParsedReport, strings: dict[str, int]) -> FactInputs:
-    """The facts of a parsed report as the factors read them (what :func:`_stored_inputs`
-    reads back from its stored rows)."""
-    return FactInputs(
-        strings[parsed.user_agent] if parsed.user_agent else None,
-        tuple((strings[name], strings[value]) for name, value in parsed.config.items()),
-        frozenset(strings[name] for name in parsed.environment) if parsed.environment else None,
-        tuple((strings[p.phase], strings[p.name], strings[p.need], strings[p.have]) for p in parsed.prerequisites),
-    )
-
-
-def _report_columns(engine: sa.Engine, report_ids: list[int]) -> dict[int, ReportColumns]:
-    """The columns the analysis counts of each report (they never change once stored).
-    Plain SQL with the ids as literal integers: this runs for every batch a worker
-    enriches, where building the statement would cost more than the database's work."""
-    found = {}
-    select = f"SELECT id, {', '.join(REPORT_COLUMNS)} FROM {test_report.name} WHERE id IN "
-    with engine.connect() as conn:
-        for chunk in _chunks(report_ids):
-            rows = conn.exec_driver_sql(select + "(" + ",".join(str(int(i)) for i in chunk) + ")")
-            found.update((report_id, ReportColumns(*values)) for report_id, *values in rows)
-    return found
-
-
-IDENTITY = ("user_agent", "config_set", "env_set", "prereq_set")
-"""The ``report_facts`` columns a report's counts depend on (and the names in ``env_spans``)."""
-
-
-def _identity(row) -> tuple:
-    spans = row["env_spans"]
-    names = tuple(sorted(name for name, _s, _e in unpack_triples(bytes(spans)))) if spans else ()
-    return (*(row[c] for c in IDENTITY), names)
-
-
-def _lock_facts(conn: sa.Connection, report_ids: list[int]) -> dict[int, dict]:
-    """The current facts rows of these reports, locked until the commit. A report without
-    one gets a placeholder first (parser 0, not counted; the upsert that follows fills it),
-    so that there is a row to lock: two transactions writing the facts of one new report
-    then take turns, and the second sees the first's row counted, never "not counted" twice
-    (under READ COMMITTED a missing row locks nothing)."""
-    insert_int_rows(conn, report_facts, ("report_id", "parser"), [(i, 0) for i in report_ids], key=("report_id",))
-    names = ("report_id", "counted", *IDENTITY, "env_spans")
-    found = {}
-    lock = " FOR UPDATE" if conn.dialect.name == "mysql" else ""  # SQLite: the writer holds the database
-    for chunk in _chunks(report_ids):
-        ids = ",".join(str(int(i)) for i in chunk)
-        sql = f"SELECT {', '.join(names)} FROM {report_facts.name} WHERE report_id IN ({ids}){lock}"
-        found.update((row[0], dict(zip(names, row, strict=True))) for row in conn.exec_driver_sql(sql))
-    return found
-
-
-def _stored_inputs(conn: sa.Connection, rows: dict[int, dict]) -> dict[int, FactInputs]:
-    """The facts of stored ``report_facts`` rows as the factors read them (their sets and
-    prerequisite lists read back): what those reports were counted with."""
-    if not rows:
-        return {}
-    set_ids = sorted({row[c] for row in rows.values() for c in ("config_set", "env_set") if row[c] is not None})
-    pairs: dict[int, list[tuple[int, int]]] = {}
-    for chunk in _chunks(set_ids):
-        query = sa.select(fact_set.c.id, fact_set.c.pairs).where(fact_set.c.id.in_(list(chunk)))
-        pairs.update((set_id, unpack_pairs(bytes(packed))) for set_id, packed in conn.execute(query))
-    lists = sorted({row["prereq_set"] for row in rows.values() if row["prereq_set"] is not None})
-    items: dict[int, list[tuple[int, int, int, int]]] = {}
-    i = prereq_set_item.c
-    for chunk in _chunks(lists):
-        query = sa.select(i.set_id, i.phase, i.module, i.need, i.have).where(i.set_id.in_(list(chunk)))
-        for set_id, *item in conn.execute(query):
-            items.setdefault(set_id, []).append(tuple(item))
-    found = {}
-    for report_id, row in rows.items():
-        spans = row["env_spans"]
-        variables = {name for name, _s, _e in unpack_triples(bytes(spans))} if spans else set()
-        variables.update(name for name, _value in pairs.get(row["env_set"], ()) if row["env_set"] is not None)
-        found[report_id] = FactInputs(
-            row["user_agent"],
-            tuple(pairs.get(row["config_set"], ())) if row["config_set"] is not None else (),
-            frozenset(variables) if row["env_set"] is not None or spans else None,
-            tuple(items.get(row["prereq_set"], ())) if row["prereq_set"] is not None else (),
-        )
-    return found
-
-
 @deadlock_retry
 def write_rows(
-    engine: sa.Engine, rows: list[dict], counting: dict[int, _Counting] | None = None, known: Known | None = None
+    engine: sa.Engine, rows: list[dict], counting: dict[int, Counting] | None = None, known: Known | None = None
 ) -> None:
-    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock), moving
-    the changes of the reports in ``counting`` into their releases' counts: a report
-    counted before gives back what its old facts added (nothing changes when they are the
-    same facts), then adds what its new ones do."""
+    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock), and move
+    the changes of the reports in ``counting`` into their releases' failure-analysis
+    counts (:func:`storage.factor_counts.count_changes`), under their facts rows' locks."""
     with engine.begin() as conn:
-        old = _lock_facts(conn, [row["report_id"] for row in rows]) if counting else {}
+        old = lock_facts(conn, [row["report_id"] for row in rows]) if counting else {}
         columns = tuple(rows[0])
         upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in columns if c != "report_id"],
                shape=columns)  # fmt: skip
-        if not counting:
-            return
-        new = {row["report_id"]: row for row in rows}
-        deltas: dict[tuple, list[int]] = {}
-        recounted = {
-            i: old[i] for i in counting if old.get(i) and old[i]["counted"] and _identity(old[i]) != _identity(new[i])
-        }
-        before = _stored_inputs(conn, recounted)
-        for report_id, count in counting.items():
-            was = old.get(report_id)
-            if was is not None and was["counted"]:
-                if report_id not in recounted:
-                    continue  # counted with these very facts
-                keys = fact_keys(before[report_id], known)
-                add_report(deltas, count.release_id, count.grade, count.columns, keys, sign=-1)
-            add_report(deltas, count.release_id, count.grade, count.columns, count.facts)
-        apply_deltas(conn, deltas)
+        if counting:
+            count_changes(conn, old, {row["report_id"]: row for row in rows}, counting, known)
 
 
 # -- which reports, and enriching them -------------------------------------------------------
