@@ -279,14 +279,15 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
 
     Read from ``release_factor_count`` (a few thousand rows however many reports), plus the
     reports not counted there yet (not enriched yet, or enriched before the counts existed),
-    counted from their facts. When the two do not add up to the release's reports (the
-    counts and the facts disagree: facts rows deleted by hand), everything is counted from
+    counted from their facts. When the two do not add up to the release's reports, or a count
+    is negative (the counts and the facts disagree: facts rows changed or deleted by hand,
+    behind the enrichment's back), everything is counted from
     the facts, and a warning says so: ``scripts.backlog --enrich --recount`` repairs them.
     """
     rows = release_rows(conn, dist, version)
     counted = sum(fails + passes + others for kind, _n, _v, fails, passes, others in rows if kind == Kind.TOTAL)
     size, missing = release_coverage(conn, dist, version)
-    if counted + missing != size:
+    if counted + missing != size or any(min(row[3:]) < 0 for row in rows):
         logger.warning(
             "release_factor_count of %s %s holds %d reports, %d more uncounted, of %d: counting from the facts",
             dist, version, counted, missing, size,

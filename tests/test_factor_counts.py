@@ -259,6 +259,17 @@ def test_counts_that_disagree_with_the_facts_are_not_used(backend):
     engine.dispose()
 
 
+def test_a_negative_count_is_not_used(backend):
+    engine = backend.engine()
+    varied_release(engine, 20)
+    c = release_factor_count.c
+    with engine.begin() as conn:
+        conn.execute(release_factor_count.update().where(c.kind == 8).values(fails=-1, passes=c.passes + 1))
+    kept, counted = from_table_and_from_facts(engine)
+    assert kept == counted
+    engine.dispose()
+
+
 def test_a_release_is_counted_as_the_database_compares_its_name(backend):
     """On MariaDB "foo-widget" is "Foo-Widget" (the columns' collation), on SQLite it is not:
     the counts follow what a count from the facts finds on each backend."""
