@@ -177,6 +177,23 @@ def analyse_release(engine, stages: dict[str, list[float]] | None = None, from_f
 STAGES = ("counting", "statistics")
 
 
+def _time_statements(engine, statements: dict[str, list[float]]) -> None:
+    """Record each statement's wall time (from sending it to its last row read) by its
+    first words, in ``statements``."""
+    started: dict[int, float] = {}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany):
+        started[id(cursor)] = time.perf_counter()
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany):
+        begun = started.pop(id(cursor), None)
+        if begun is not None:
+            key = " ".join(statement.split())[:70]
+            statements.setdefault(key, []).append((time.perf_counter() - begun) * 1000)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=10_000)
@@ -219,6 +236,8 @@ def main(argv=None) -> None:
         print(f"loaded {args.reports} reports x {args.prereqs + 1} prerequisites ({shape}) in {loaded:.1f} s")
     timings, cpu = [], []
     stages: dict[str, list[float]] = {}
+    statements: dict[str, list[float]] = {}
+    _time_statements(engine, statements)
     for attempt in range(args.repeat):
         engine.dispose()  # every attempt from a fresh pool: nothing cached in the process
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -230,6 +249,8 @@ def main(argv=None) -> None:
             print(
                 f"top factor: {top['factor']} V={top['cramers_v']} q={top['q_value']:.3g}; {len(result['factors'])} factors"
             )
+    for statement, figures in statements.items():
+        print(f"  query {statement!r} ms: " + ", ".join(f"{t:.0f}" for t in figures))
     print("analysis ms: " + ", ".join(f"{t:.0f}" for t in timings) + f" (median {statistics.median(timings):.0f})")
     # The process's own CPU (pymysql's decoding, the counting, scipy), not the server's: on
     # a loaded machine the wall time above also holds the waits for a core.
