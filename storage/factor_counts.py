@@ -20,7 +20,7 @@ from schemas.reportparse import ParsedReport
 from storage.fact_codec import unpack_pairs, unpack_triples
 from storage.release_factors import REPORT_COLUMNS, FactInputs, Known, ReportColumns, add_report, fact_keys
 from storage.tables import analysis_release, fact_set, prereq_set_item, release_factor_count, report_facts, test_report
-from storage.upserts import insert_int_rows, insert_missing
+from storage.upserts import insert_missing
 
 LOOKUP_CHUNK = 500
 """Ids per ``IN (...)`` look-up."""
@@ -124,14 +124,28 @@ def lock_facts(conn: sa.Connection, report_ids: list[int]) -> dict[int, dict]:
     one gets a placeholder first (parser 0, not counted; the upsert that follows fills it),
     so that there is a row to lock: two transactions writing the facts of one new report
     then take turns, and the second sees the first's row counted, never "not counted" twice
-    (under READ COMMITTED a missing row locks nothing)."""
-    insert_int_rows(conn, report_facts, ("report_id", "parser"), [(i, 0) for i in report_ids], key=("report_id",))
+    (under READ COMMITTED a missing row locks nothing). When every placeholder went in (new
+    reports: the workers' usual case) there is nothing to read: the rows are this
+    transaction's own. Otherwise the rows are read with an exclusive lock (a duplicate
+    placeholder only took a shared one)."""
     names = ("report_id", "counted", *IDENTITY, "env_spans")
     found = {}
-    lock = " FOR UPDATE" if conn.dialect.name == "mysql" else ""  # SQLite: the writer holds the database
     for chunk in _chunks(report_ids):
-        ids = ",".join(str(int(i)) for i in chunk)
-        sql = f"SELECT {', '.join(names)} FROM {report_facts.name} WHERE report_id IN ({ids}){lock}"
+        ids = [int(i) for i in chunk]
+        values = ",".join(f"({i},0)" for i in ids)
+        if conn.dialect.name == "mysql":
+            # IGNORE: its row count is the rows inserted (ON DUPLICATE KEY UPDATE's, with
+            # pymysql's FOUND_ROWS, counts a duplicate too); (id, 0) has no other error to hide.
+            insert, lock = f"INSERT IGNORE INTO {report_facts.name} (report_id, parser) VALUES {values}", " FOR UPDATE"
+        else:  # SQLite: the writer holds the whole database
+            insert, lock = (
+                f"INSERT INTO {report_facts.name} (report_id, parser) VALUES {values} ON CONFLICT DO NOTHING",
+                "",
+            )
+        if conn.exec_driver_sql(insert).rowcount == len(ids):
+            found.update((i, {"report_id": i, "counted": False}) for i in ids)
+            continue
+        sql = f"SELECT {', '.join(names)} FROM {report_facts.name} WHERE report_id IN ({','.join(map(str, ids))}){lock}"
         found.update((row[0], dict(zip(names, row, strict=True))) for row in conn.exec_driver_sql(sql))
     return found
 
