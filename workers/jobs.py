@@ -136,7 +136,9 @@ on a report that is already done."""
 TAKEN_TTL = 120
 """Seconds a claim or a "taken along" marker lives. A claim outlives any transaction a
 worker keeps (the read timeout ends one sooner); a marker only has to outlive the jobs
-that a worker had already dequeued when the report was committed."""
+that a worker had already dequeued when the report was committed. Markers are removed as
+soon as nothing can read them (their job left the queue, or read them): the TTL is only
+the bound for a worker that died in between."""
 
 CLAIMED = "claimed"
 """The value of a marker while the report's transaction is still running."""
@@ -187,8 +189,8 @@ def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
     try:
         queue = report_queue(job.connection, job.origin)
         pipe = job.connection.pipeline(transaction=False)
-        for guid in done:
-            pipe.set(taken_key(guid), outcomes[guid].value, ex=TAKEN_TTL)
+        for guid in done:  # XX: a claim its dequeued job has read and removed is not marked
+            pipe.set(taken_key(guid), outcomes[guid].value, ex=TAKEN_TTL, xx=True)
         for guid in done:
             pipe.lrem(queue.key, 1, job_id(guid))
         unclaimed = [g for g in claimed if g not in done]
@@ -205,11 +207,15 @@ def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
 
 
 def _taken(guid: str) -> str | None:
+    """The report's claim or marker, removed as it is read (``GETDEL``): this job is the
+    only one left that it concerns. A claim read here is another job's transaction still
+    running: this job then processes the report itself (waiting for that transaction's
+    row locks, then finding it done), and the claimant leaves no marker nobody reads."""
     job = get_current_job()
     if job is None:
         return None
     try:
-        value = job.connection.get(taken_key(guid))
+        value = job.connection.getdel(taken_key(guid))
     except Exception:
         return None
     return value.decode() if value else None
