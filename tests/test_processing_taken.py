@@ -102,6 +102,41 @@ def test_a_dequeued_job_that_finds_its_report_claimed_runs_it_and_no_marker_is_l
     assert [redis.get(jobs.taken_key(guid)) for guid in guids] == [None] * 4
 
 
+def test_a_claimed_report_that_another_job_processed_first_gets_no_marker(backend, db, transactions, monkeypatch):
+    redis, guids = _queued(backend, db)
+    claim = jobs._claim
+
+    def another_worker_runs_one_then_claim(candidates):
+        if guids[2] in candidates:  # another worker dequeued its job and ran it just before
+            redis.lrem(report_queue(redis).key, 1, job_id(guids[2]))
+            Job.fetch(job_id(guids[2]), connection=redis, serializer=SERIALIZER).perform()
+        return claim(candidates)
+
+    monkeypatch.setattr(jobs, "_claim", another_worker_runs_one_then_claim)
+    run_jobs(redis)
+
+    assert transactions[-1] == sorted(guids)  # the first job's, which found guids[2] done
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 4
+    assert [redis.get(jobs.taken_key(guid)) for guid in guids] == [None] * 4
+
+
+def test_a_marker_set_while_its_own_job_runs_is_removed_when_the_job_ends(backend, db, monkeypatch):
+    redis, (guid,) = _queued(backend, db, grades=("pass",))
+    real = jobs.run_job_transaction
+
+    def marked_meanwhile(db_, batch):
+        result = real(db_, batch)
+        redis.set(jobs.taken_key(guid), "done")  # another job that had claimed it settles
+        return result
+
+    monkeypatch.setattr(jobs, "run_job_transaction", marked_meanwhile)
+    run_jobs(redis)
+
+    assert states(db) == {guid: "done"}
+    assert redis.get(jobs.taken_key(guid)) is None
+
+
 def test_a_processed_reports_job_leaves_nothing_in_redis(backend, db, transactions):
     redis, (guid,) = _queued(backend, db, grades=("pass",))
     run_jobs(redis)
