@@ -14,25 +14,52 @@ import psutil
 import pymysql
 import redis
 
+REDIS_PARTS = (
+    ("backlog", ("rq:job:", "rq:execution", "rq:queue:", "rq:wip:", "rq:results:", "rq:started:",
+                 "rq:scheduled:", "cpt:processing:taken:")),
+    ("history", ("cpt:events:", "cpt:gauge:")),
+)  # fmt: skip
+"""How the soak splits a Redis database: ``backlog`` is the reports waiting or being
+processed (their job hashes, executions, the queue and started registry, claims and
+markers), which follow the load of the moment; ``history`` is the per-minute counters and
+queue-depth samples, which grow until their retention (2 h) by design; ``other`` is
+everything else (worker registrations, the scheduler, the failed and finished registries,
+the job-duration histograms), which must stay flat."""
 
-def _redis_db_bytes(connection: redis.Redis) -> tuple[int, int]:
-    """Keys and bytes (``MEMORY USAGE`` of each key) of one Redis database: the server
-    is shared, so its ``used_memory`` counts other databases too."""
-    keys = total = 0
-    batch = []
+
+def redis_part(key: bytes) -> str:
+    """The part of :data:`REDIS_PARTS` a key belongs to (``other`` if none)."""
+    name = key.decode(errors="replace")
+    return next((part for part, prefixes in REDIS_PARTS if name.startswith(prefixes)), "other")
+
+
+def redis_db_usage(connection: redis.Redis, other_names: list | None = None) -> dict[str, tuple[int, int]]:
+    """Keys and bytes (``MEMORY USAGE`` of each key) of one Redis database per part of
+    :data:`REDIS_PARTS`: the server is shared, so its ``used_memory`` counts other
+    databases too. The names of the ``other`` keys are appended to ``other_names``."""
+    usage = {part: (0, 0) for part, _ in (*REDIS_PARTS, ("other", ()))}
+    batch: list[bytes] = []
     for key in connection.scan_iter(count=1000):
         batch.append(key)
         if len(batch) == 1000:
-            keys, total = keys + len(batch), total + _usage(connection, batch)
+            _add_usage(connection, batch, usage, other_names)
             batch = []
-    return keys + len(batch), total + _usage(connection, batch)
+    _add_usage(connection, batch, usage, other_names)
+    return usage
 
 
-def _usage(connection: redis.Redis, keys: list) -> int:
+def _add_usage(connection: redis.Redis, keys: list, usage: dict, other_names: list | None) -> None:
+    if not keys:
+        return
     pipe = connection.pipeline(transaction=False)
     for key in keys:
         pipe.memory_usage(key)
-    return sum(size or 0 for size in pipe.execute())
+    for key, size in zip(keys, pipe.execute(), strict=True):
+        part = redis_part(key)
+        if part == "other" and other_names is not None:
+            other_names.append(key.decode(errors="replace"))
+        count, total = usage[part]
+        usage[part] = (count + 1, total + (size or 0))
 
 
 @dataclass
@@ -46,6 +73,7 @@ class Probe:
     samples: list = field(default_factory=list)
     pids: dict = field(default_factory=dict)
     restarts: int = 0
+    other_keys: list = field(default_factory=list)
 
     def processes(self) -> dict[str, psutil.Process]:
         found = {}
@@ -74,10 +102,14 @@ class Probe:
                 self.restarts += 1
                 self.pids[role] = process.pid
         info = self.redis_connection.info("memory")
-        keys, size = _redis_db_bytes(self.redis_connection)
+        usage = redis_db_usage(self.redis_connection, names := [])
+        self.other_keys.append({"t": row["t"], "keys": sorted(names)})
         row["redis server used MB"] = round(info["used_memory"] / 2**20, 1)
-        row["redis db keys"] = keys
-        row["redis db MB"] = round(size / 2**20, 2)
+        row["redis db keys"] = sum(keys for keys, _ in usage.values())
+        row["redis db KB"] = round(sum(size for _, size in usage.values()) / 1024, 1)
+        for part, (keys, size) in usage.items():
+            row[f"redis {part} keys"] = keys
+            row[f"redis {part} KB"] = round(size / 1024, 1)
         row["db connections"] = self.connections()
         self.samples.append(row)
         return row

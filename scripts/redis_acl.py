@@ -52,7 +52,7 @@ WORKER_COMMANDS = (
     # worker sets, queue set, executions per worker
     "sadd srem smembers scard",
     # job keys, locks, TTLs, our counters and "taken along" markers
-    "exists del expire persist get set incrby",
+    "exists del expire persist get getdel set incrby",
     # job results (a stream per job)
     "xadd xrevrange xread xlen",
     # RQ's Lua scripts (scheduler lock, rate limits), loaded by redis-py; they run with this

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from queueing.contract import enqueue_report, job_id, report_queue
+from queueing.contract import SERIALIZER, enqueue_report, job_id, report_queue
 from storage.tables import cpanstats, perl_version, release_data
 from tests.processing_helpers import run_jobs, states, store, summary, table_count
 from workers import jobs
@@ -80,6 +80,63 @@ def test_a_taken_report_whose_job_a_worker_dequeued_meanwhile_keeps_its_done_mar
     assert [redis.get(jobs.taken_key(guid)) for guid in (guids[1], guids[3])] == [None, None]
 
 
+def test_a_dequeued_job_that_finds_its_report_claimed_runs_it_and_no_marker_is_left(
+    backend, db, transactions, monkeypatch
+):
+    redis, guids = _queued(backend, db)
+    claim = jobs._claim
+
+    def claim_then_another_worker_runs_one(candidates):
+        claimed = claim(candidates)
+        if guids[2] in claimed:  # another worker dequeues its job and runs it meanwhile
+            redis.lrem(report_queue(redis).key, 1, job_id(guids[2]))
+            Job.fetch(job_id(guids[2]), connection=redis, serializer=SERIALIZER).perform()
+        return claimed
+
+    monkeypatch.setattr(jobs, "_claim", claim_then_another_worker_runs_one)
+    run_jobs(redis)
+
+    assert transactions == [[guids[2]], sorted(guids)]
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 4
+    assert [redis.get(jobs.taken_key(guid)) for guid in guids] == [None] * 4
+
+
+def test_a_claimed_report_that_another_job_processed_first_gets_no_marker(backend, db, transactions, monkeypatch):
+    redis, guids = _queued(backend, db)
+    claim = jobs._claim
+
+    def another_worker_runs_one_then_claim(candidates):
+        if guids[2] in candidates:  # another worker dequeued its job and ran it just before
+            redis.lrem(report_queue(redis).key, 1, job_id(guids[2]))
+            Job.fetch(job_id(guids[2]), connection=redis, serializer=SERIALIZER).perform()
+        return claim(candidates)
+
+    monkeypatch.setattr(jobs, "_claim", another_worker_runs_one_then_claim)
+    run_jobs(redis)
+
+    assert transactions[-1] == sorted(guids)  # the first job's, which found guids[2] done
+    assert states(db) == dict.fromkeys(guids, "done")
+    assert table_count(db, cpanstats) == 4
+    assert [redis.get(jobs.taken_key(guid)) for guid in guids] == [None] * 4
+
+
+def test_a_marker_set_while_its_own_job_runs_is_removed_when_the_job_ends(backend, db, monkeypatch):
+    redis, (guid,) = _queued(backend, db, grades=("pass",))
+    real = jobs.run_job_transaction
+
+    def marked_meanwhile(db_, batch):
+        result = real(db_, batch)
+        redis.set(jobs.taken_key(guid), "done")  # another job that had claimed it settles
+        return result
+
+    monkeypatch.setattr(jobs, "run_job_transaction", marked_meanwhile)
+    run_jobs(redis)
+
+    assert states(db) == {guid: "done"}
+    assert redis.get(jobs.taken_key(guid)) is None
+
+
 def test_a_processed_reports_job_leaves_nothing_in_redis(backend, db, transactions):
     redis, (guid,) = _queued(backend, db, grades=("pass",))
     run_jobs(redis)
@@ -108,6 +165,7 @@ def test_a_dequeued_job_whose_report_was_taken_along_returns_after_reading_its_m
     assert transactions == []
     assert states(db) == {guid: "pending"}  # it trusted the marker: no transaction at all
     assert not Job.exists(job_id(guid), connection=redis)
+    assert redis.get(jobs.taken_key(guid)) is None  # read once, by the only job that needed it
 
 
 def test_the_claim_of_a_report_not_yet_stored_is_released_for_its_own_job(backend, db, transactions):

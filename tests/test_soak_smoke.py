@@ -45,3 +45,4 @@ def test_two_minutes_of_the_whole_system_under_load_lose_nothing_and_stay_flat()
     print(stdout[-6000:], stderr[-3000:])
     assert run.returncode == 0, stdout[-3000:] + stderr[-3000:]
     assert "verdict: PASS" in stdout
+    assert "left in Redis once drained: nothing" in stdout

@@ -106,11 +106,23 @@ def _last_attempt() -> bool:
     return job is None or not job.retries_left
 
 
-def _record(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset()) -> None:
+def _record(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset(), own: str | None = None) -> None:
+    """Count the reports this job processed and, with ``own``, remove its report's claim or
+    "taken along" marker, in one round trip: a job that claimed the report after this one
+    had read its key (``_taken``) marks it once done, and nothing else would read that."""
     processed = sum(1 for g, o in outcomes.items() if o is not Outcome.MISSING and g not in unchanged)
     job = get_current_job()
-    if job is not None and processed:
-        counters.record(job.connection, counters.PROCESSED, processed)
+    if job is None or not (processed or own):
+        return
+    try:
+        pipe = job.connection.pipeline(transaction=False)
+        if processed:
+            counters.add_to(pipe, counters.PROCESSED, processed)
+        if own:
+            pipe.delete(taken_key(own))
+        pipe.execute()
+    except Exception:  # figures are best effort; the marker expires after TAKEN_TTL
+        logger.debug("could not record the outcome in Redis", exc_info=True)
 
 
 def _enrich(
@@ -140,7 +152,9 @@ on a report that is already done."""
 TAKEN_TTL = 120
 """Seconds a claim or a "taken along" marker lives. A claim outlives any transaction a
 worker keeps (the read timeout ends one sooner); a marker only has to outlive the jobs
-that a worker had already dequeued when the report was committed."""
+that a worker had already dequeued when the report was committed. Markers are removed as
+soon as nothing can read them (their job left the queue, or read them): the TTL is only
+the bound for a worker that died in between."""
 
 CLAIMED = "claimed"
 """The value of a marker while the report's transaction is still running."""
@@ -179,29 +193,31 @@ def _release(guids: list[str]) -> None:
         logger.debug("could not release claims", exc_info=True)
 
 
-def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
-    """After the commit: mark the reports taken along with their outcome, release the
-    claims of the ones not processed (not stored yet), and remove the jobs of the done
-    ones from the queue. A job a worker has already dequeued is not in the queue any more;
-    it finds the marker and returns after one Redis read."""
+def _settle_taken(outcomes: dict[str, Outcome], unchanged: set[str], claimed: list[str]) -> None:
+    """After the commit: mark the reports taken along and processed here with their
+    outcome, release the other claims (reports not stored yet, or already done by another
+    job, whose own job has read its key), and remove the jobs of the finished ones from
+    the queue. A job a worker has already dequeued is not in the queue any more; it finds
+    the marker and returns after one Redis read."""
     job = get_current_job()
     if job is None or not claimed:
         return
-    done = [g for g in claimed if outcomes.get(g, Outcome.MISSING) is not Outcome.MISSING]
+    finished = [g for g in claimed if outcomes.get(g, Outcome.MISSING) is not Outcome.MISSING]
+    marked = [g for g in finished if g not in unchanged]
     try:
         queue = report_queue(job.connection, job.origin)
         pipe = job.connection.pipeline(transaction=False)
-        for guid in done:
-            pipe.set(taken_key(guid), outcomes[guid].value, ex=TAKEN_TTL)
-        for guid in done:
+        for guid in marked:  # XX: a claim its dequeued job has read and removed is not marked
+            pipe.set(taken_key(guid), outcomes[guid].value, ex=TAKEN_TTL, xx=True)
+        for guid in finished:
             pipe.lrem(queue.key, 1, job_id(guid))
-        unclaimed = [g for g in claimed if g not in done]
-        if unclaimed:
-            pipe.delete(*(taken_key(guid) for guid in unclaimed))
-        removed = pipe.execute()[len(done) : 2 * len(done)]
+        released = [g for g in claimed if g not in marked]
+        if released:
+            pipe.delete(*(taken_key(guid) for guid in released))
+        removed = pipe.execute()[len(marked) : len(marked) + len(finished)]
         # A job removed from the queue will never run: its hash would stay forever, and its
         # marker has no job left to tell (one a worker had dequeued was not removed).
-        gone = [guid for guid, count in zip(done, removed, strict=True) if count]
+        gone = [guid for guid, count in zip(finished, removed, strict=True) if count]
         if gone:
             job.connection.delete(*(Job.key_for(job_id(guid)) for guid in gone), *map(taken_key, gone))
     except Exception:  # an optimisation only: the jobs then run and find their report done
@@ -209,11 +225,15 @@ def _settle_taken(outcomes: dict[str, Outcome], claimed: list[str]) -> None:
 
 
 def _taken(guid: str) -> str | None:
+    """The report's claim or marker, removed as it is read (``GETDEL``): this job is the
+    only one left that it concerns. A claim read here is another job's transaction still
+    running: this job then processes the report itself (waiting for that transaction's
+    row locks, then finding it done), and the claimant leaves no marker nobody reads."""
     job = get_current_job()
     if job is None:
         return None
     try:
-        value = job.connection.get(taken_key(guid))
+        value = job.connection.getdel(taken_key(guid))
     except Exception:
         return None
     return value.decode() if value else None
@@ -258,7 +278,7 @@ def process_report(guid: str) -> str:
                 raise _unavailable(exc, f"guid={guid}") from exc
             logger.info("coalesced transaction failed (%s); processing guid=%s alone", _reason(exc), guid)
         else:
-            _settle_taken(result[0], others)
+            _settle_taken(result[0], result[1], others)
     try:
         if result is None:
             result = run_job_transaction(db, [guid])
@@ -279,7 +299,7 @@ def process_report(guid: str) -> str:
         logger.warning("no stored report guid=%s: nothing to do", guid)
     elif own not in unchanged:
         logger.info("processed guid=%s outcome=%s with=%d others", guid, outcome.value, len(outcomes) - 1)
-    _record(outcomes, unchanged)
+    _record(outcomes, unchanged, own)
     _enrich(outcomes, unchanged, documents, columns)
     return outcome.value
 

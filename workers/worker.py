@@ -248,7 +248,14 @@ class OutageTolerantMixin:
     def heartbeat(self, timeout=None, pipeline=None):
         if pipeline is not None:
             return super().heartbeat(timeout, pipeline)
-        return self._ride_through(super().heartbeat, timeout)
+        return self._ride_through(self._heartbeat_in_one_round_trip, timeout)
+
+    def _heartbeat_in_one_round_trip(self, timeout) -> None:
+        # RQ sends a heartbeat's three commands one by one, and beats three times a job:
+        # six of the job's ~28 round trips to Redis, saved by pipelining them.
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)
+            pipe.execute()
 
     def check_for_suspension(self, burst: bool):
         return self._ride_through(super().check_for_suspension, burst)
