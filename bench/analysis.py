@@ -5,8 +5,9 @@ from an empty cache (the counting queries, their aggregation, then the statistic
         [--unshared | --real-shaped] [--database NAME] [--keep] [--reuse]
 
 Prints the machine yardstick, the load time, and the analysis time of each repeat (each
-from a fresh connection pool), split into its stages: the SQL counting, the Python
-aggregation of the counted rows, and the statistics. Target: under 500 ms for 10,000 reports.
+from a fresh connection pool), split into its stages: the counting (reading the release's
+``release_factor_count`` rows, or with ``--from-facts`` counting its reports' facts as
+before migration 0123), and the statistics. Target: under 500 ms for 10,000 reports.
 
 ``--real-shaped`` makes the reports as ``bench.scale_data --facts`` does: its generator picks
 the tester (6,000, a few sending most reports) and perl of each report, and each tester's
@@ -37,7 +38,7 @@ from schemas.failure_analysis import analyse, with_major_minor  # noqa: E402
 from schemas.module_version import is_below  # noqa: E402
 from schemas.reportparse.model import ParsedReport, Prerequisite  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
-from storage.failure_analysis import aggregate, count_rows  # noqa: E402
+from storage.failure_analysis import recount, release_counts  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.report_facts import store_facts  # noqa: E402
 from storage.tables import test_report  # noqa: E402
@@ -156,13 +157,13 @@ def _store(engine, batch) -> None:
     store_facts(engine, {ids[row["guid"]]: facts for row, facts in batch})
 
 
-def analyse_release(engine, stages: dict[str, list[float]] | None = None) -> dict:
-    """The release's analysis as the read API makes it; each stage's ms appended to ``stages``."""
+def analyse_release(engine, stages: dict[str, list[float]] | None = None, from_facts: bool = False) -> dict:
+    """The release's analysis as the read API makes it; each stage's ms appended to ``stages``.
+    ``from_facts``: counted from the reports' facts (:func:`recount`), not read from
+    ``release_factor_count``."""
     marks = [time.perf_counter()]
     with engine.connect() as conn:
-        rows = count_rows(conn, DIST, VERSION)
-    marks.append(time.perf_counter())
-    counted = aggregate(rows)
+        counted = (recount if from_facts else release_counts)(conn, DIST, VERSION)
     marks.append(time.perf_counter())
     counts, buckets = with_major_minor(counted.counts, [f for f in counted.ordered if f.startswith("prereq ")])
     result = analyse(counts, counted.fail, counted.passed, counted.ordered | buckets).as_dict()
@@ -173,7 +174,24 @@ def analyse_release(engine, stages: dict[str, list[float]] | None = None) -> dic
     return result
 
 
-STAGES = ("SQL counting", "Python aggregation", "statistics")
+STAGES = ("counting", "statistics")
+
+
+def _time_statements(engine, statements: dict[str, list[float]]) -> None:
+    """Record each statement's wall time (from sending it to its last row read) by its
+    first words, in ``statements``."""
+    started: dict[int, float] = {}
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany):
+        started[id(cursor)] = time.perf_counter()
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany):
+        begun = started.pop(id(cursor), None)
+        if begun is not None:
+            key = " ".join(statement.split())[:70]
+            statements.setdefault(key, []).append((time.perf_counter() - begun) * 1000)
 
 
 def main(argv=None) -> None:
@@ -184,6 +202,9 @@ def main(argv=None) -> None:
     parser.add_argument("--database", default="cpt_bench_analysis")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--reuse", action="store_true", help="analyse the kept database without loading it")
+    parser.add_argument(
+        "--from-facts", action="store_true", help="count from the reports' facts, not release_factor_count"
+    )
     shapes = parser.add_mutually_exclusive_group()
     shapes.add_argument(
         "--unshared", action="store_true", help="every report its own prerequisite list (the worst case)"
@@ -215,10 +236,12 @@ def main(argv=None) -> None:
         print(f"loaded {args.reports} reports x {args.prereqs + 1} prerequisites ({shape}) in {loaded:.1f} s")
     timings, cpu = [], []
     stages: dict[str, list[float]] = {}
+    statements: dict[str, list[float]] = {}
+    _time_statements(engine, statements)
     for attempt in range(args.repeat):
         engine.dispose()  # every attempt from a fresh pool: nothing cached in the process
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = analyse_release(engine, stages)
+        result = analyse_release(engine, stages, args.from_facts)
         timings.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - cpu_started) * 1000)
         if attempt == 0:
@@ -226,6 +249,8 @@ def main(argv=None) -> None:
             print(
                 f"top factor: {top['factor']} V={top['cramers_v']} q={top['q_value']:.3g}; {len(result['factors'])} factors"
             )
+    for statement, figures in statements.items():
+        print(f"  query {statement!r} ms: " + ", ".join(f"{t:.0f}" for t in figures))
     print("analysis ms: " + ", ".join(f"{t:.0f}" for t in timings) + f" (median {statistics.median(timings):.0f})")
     # The process's own CPU (pymysql's decoding, the counting, scipy), not the server's: on
     # a loaded machine the wall time above also holds the waits for a core.
@@ -237,6 +262,10 @@ def main(argv=None) -> None:
             + ", ".join(f"{t:.0f}" for t in figures)
             + f" (median {statistics.median(figures):.0f})"
         )
+    if not args.from_facts:
+        # The answer from release_factor_count must be the one counted from the facts.
+        same = analyse_release(engine) == analyse_release(engine, from_facts=True)
+        print(f"same answer as counted from the facts: {'yes' if same else 'NO'}")
     engine.dispose()
     if not args.keep and not args.reuse:
         drop_database(name)

@@ -43,7 +43,15 @@ from storage.tables import report_facts
 from tests.report_texts import real_report, whole_reports
 
 ROOT = Path(__file__).resolve().parent.parent
-FACT_TABLES = ("fact_string", "fact_set", "prereq_set", "prereq_set_item", "report_facts")
+FACT_TABLES = (
+    "fact_string",
+    "fact_set",
+    "prereq_set",
+    "prereq_set_item",
+    "report_facts",
+    "analysis_release",
+    "release_factor_count",
+)
 
 
 def best_seconds(text: str, runs: int) -> float:

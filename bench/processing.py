@@ -72,8 +72,8 @@ def rows(count: int, seed: int = 1) -> list[dict]:
 
 
 class Bench:
-    def __init__(self, mysql: str, redis_url: str):
-        self.name = f"cpt_bench_{uuid.uuid4().hex[:8]}"
+    def __init__(self, mysql: str, redis_url: str, prefix: str = "cpt_bench_"):
+        self.name = f"{prefix}{uuid.uuid4().hex[:8]}"
         host, _, port = mysql.partition(":")
         self.admin = dict(host=host, port=int(port or 3306), user="root")
         conn = pymysql.connect(**self.admin)
@@ -282,10 +282,11 @@ def main(argv=None) -> None:
     parser.add_argument("--feeders", type=int, default=4, help="processes storing and queueing the lag's reports")
     parser.add_argument("--burn", type=int, default=0, help="busy-looping processes beside the run (a slow day)")
     parser.add_argument("--mysql", default="127.0.0.1:3306")
+    parser.add_argument("--database-prefix", default="cpt_bench_", help="name of the throwaway database, then 8 hex")
     parser.add_argument("--redis", default=os.environ.get("CPT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
     args = parser.parse_args(argv)
     print(f"machine: {yardstick()}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    bench = Bench(args.mysql, args.redis)
+    bench = Bench(args.mysql, args.redis, args.database_prefix)
     burners = burn(args.burn)
     try:
         kind = "fork Worker" if args.fork else "SimpleWorker"

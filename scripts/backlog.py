@@ -21,6 +21,12 @@ follows the work done. Resumable: run it again and the windows already done are 
 over (one index range read each); after a parser change (``PARSER_VERSION``) the same
 command parses every report again. ``--process`` parses here, ``--dry-run`` only counts,
 ``--ids`` narrows, ``--guid`` parses these reports again whatever their facts.
+
+The enrichment also counts each report in its release's failure-analysis counts
+(``release_factor_count``, see ``storage/factor_counts.py``), and the backfill takes
+reports whose facts are not counted yet (enriched before migration 0123) as stale too.
+``--enrich --recount`` first empties the counts and marks every report uncounted (after a
+change of the counting rules, or counts that no longer match the facts), then backfills.
 """
 
 from __future__ import annotations
@@ -150,6 +156,11 @@ def enrich_main(args, engine: sa.Engine, redis) -> int:
             enqueue_enrichment(redis, args.guid)
             print(f"queued {len(args.guid)} reports")
         return 0
+    if args.recount and not args.dry_run:
+        from storage.factor_counts import forget_counts
+
+        forget_counts(engine)
+        print("emptied the failure-analysis counts: every report will be counted again")
     totals = {"reports": 0, "jobs": 0}
     with engine.connect() as conn:
         low, high = report_facts.id_bounds(conn)
@@ -190,6 +201,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="only count what would be done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--enrich", action="store_true", help="backfill the facts parsed from report texts")
+    parser.add_argument(
+        "--recount", action="store_true", help="--enrich: empty the failure-analysis counts first, count all again"
+    )
     parser.add_argument("--window", type=int, default=ENRICH_WINDOW, help="--enrich: report ids per job (1000)")
     parser.add_argument(
         "--max-queued", type=int, default=ENRICH_MAX_QUEUED, help="--enrich: backfill jobs waiting at most (50)"

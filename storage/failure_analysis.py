@@ -1,52 +1,35 @@
 """Count a release's FAIL and PASS reports per candidate factor, for the failure analysis.
 
-Read from the indexed columns and the parsed report facts, never the report documents: the
-report columns (perl, osname, archname, tester), and the facts rows (reporter, ``perl -V``
-fields, environment and prerequisites, as ids of sets that many reports share). Each
-distinct set and string is resolved once, so a release's many reports cost little more
-than their facts rows.
+Read from ``release_factor_count`` (``storage/factor_counts.py``), which the enrichment
+keeps up to date: a few thousand rows for a release of 10,000 reports. The release's
+reports not counted there yet are counted here from the indexed columns and the parsed
+report facts, as :func:`recount` counts a whole release: the report columns (perl, osname,
+archname, tester), and the facts rows (reporter, ``perl -V`` fields, environment and
+prerequisites, as ids of sets that many reports share), each distinct set and string
+resolved once. The rules of what counts are in ``storage/release_factors.py``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from operator import itemgetter
 
 import sqlalchemy as sa
 
-from schemas.reportparse.perl_config import CONFIG_KEYS
-from storage.report_facts import unpack_pairs, unpack_triples
+from storage.fact_codec import unpack_pairs, unpack_triples
+from storage.factor_counts import release_coverage, release_rows, uncounted
+from storage.release_factors import CONFIG_FLAGS, ENVIRONMENT_ALLOWLIST, Kind, factor_name, ordered
 from storage.tables import fact_set, fact_string, prereq_set_item, report_facts, test_report
-
-CONFIG_FLAGS = tuple(key for key in CONFIG_KEYS if key not in ("osname", "archname"))
-"""``perl -V`` fields tested as factors (each its own factor, ``config <name>``): every
-field the parser keeps but the OS name and the architecture, which are factors of their own
-(the report columns)."""
-
-ENVIRONMENT_ALLOWLIST = (
-    "AUTHOR_TESTING",
-    "AUTOMATED_TESTING",
-    "EXTENDED_TESTING",
-    "HARNESS_OPTIONS",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "NONINTERACTIVE_TESTING",
-    "PERL5LIB",
-    "PERL5OPT",
-    "PERL_MM_USE_DEFAULT",
-    "PERL_USE_UNSAFE_INC",
-    "RELEASE_TESTING",
-)
-"""Environment variables whose presence (set or not) is a factor, ``env <NAME>``; their values
-are not used (a path or a locale spelled a hundred ways says little, and may be private).
-A report whose facts hold no environment variable at all (its reporter printed none) counts
-as unknown for these factors, not as "unset"."""
 
 LOOKUP_CHUNK = 5000
 """Ids per ``IN (...)`` look-up: a release's 2,000 environments in one round trip (each
 costs a few ms on a loaded server), well under SQLite's 32,766 bound parameters."""
+
+__all__ = ["CONFIG_FLAGS", "ENVIRONMENT_ALLOWLIST", "release_analysis", "release_counts", "recount"]
+
+logger = logging.getLogger(__name__)
 
 COUNTED_GRADES = ("fail", "pass")
 FAIL, PASS = 0, 1
@@ -65,6 +48,17 @@ class ReleaseCounts:
         if value is None or value == "":
             return
         self.counts[factor][str(value)][FAIL if grade == "fail" else PASS] += reports
+
+    def merge(self, other: ReleaseCounts) -> None:
+        """Add ``other``'s counts (another set of the release's reports) to these."""
+        self.fail += other.fail
+        self.passed += other.passed
+        for factor, values in other.counts.items():
+            for value, (fails, passes) in values.items():
+                entry = self.counts[factor][value]
+                entry[FAIL] += fails
+                entry[PASS] += passes
+        self.ordered |= other.ordered
 
 
 def _release(dist: str, version: str):
@@ -146,11 +140,14 @@ GRADE, PERL, OSNAME, ARCHNAME, CREATOR, USER_AGENT, CONFIG_SET, ENV_SET, ENV_SPA
 """Positions in a :attr:`CountedRows.reports` key."""
 
 
-def count_rows(conn: sa.Connection, dist: str, version: str) -> CountedRows:
-    """The database's part of :func:`release_counts`: two reads of the release's reports (their
+def count_rows(conn: sa.Connection, dist: str, version: str, only_uncounted: bool = False) -> CountedRows:
+    """The database's part of :func:`recount`: two reads of the release's reports (their
     columns and facts ids, one row each; their prerequisite lists, counted per module and
-    version by the database), then each distinct set and string once."""
+    version by the database), then each distinct set and string once. ``only_uncounted``:
+    only the reports not in ``release_factor_count`` yet."""
     where = _release(dist, version)
+    if only_uncounted:
+        where = sa.and_(where, uncounted())
     report, facts = test_report.c, report_facts.c
     per_report = (
         sa.select(
@@ -246,9 +243,9 @@ def aggregate(rows: CountedRows) -> ReleaseCounts:
     return result
 
 
-def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
-    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
-    PASS and FAIL say nothing about failing and are left out).
+def recount(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
+    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version``, counted from the
+    reports' columns and facts alone (what ``release_factor_count`` holds, done again).
 
     Two queries read the release's reports: one row per report (its indexed columns and the
     ids of its facts), counted in Python by distinct row; and their prerequisite lists,
@@ -256,6 +253,50 @@ def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCount
     distinct set and string is then read once.
     """
     return aggregate(count_rows(conn, dist, version))
+
+
+def from_count_rows(conn: sa.Connection, rows: list[tuple]) -> ReleaseCounts:
+    """:class:`ReleaseCounts` from ``release_factor_count`` rows (their strings read once)."""
+    result = ReleaseCounts()
+    strings = _strings(conn, {i for row in rows for i in row[1:3] if i})
+    for kind, name, value, fails, passes, _others in rows:
+        if kind == Kind.TOTAL:
+            result.fail += fails
+            result.passed += passes
+        elif fails or passes:
+            factor = factor_name(kind, strings.get(name))
+            entry = result.counts[factor][strings[value]]
+            entry[FAIL] += fails
+            entry[PASS] += passes
+            if ordered(kind):
+                result.ordered.add(factor)
+    return result
+
+
+def release_counts(conn: sa.Connection, dist: str, version: str) -> ReleaseCounts:
+    """Every candidate factor's FAIL/PASS counts for ``dist`` ``version`` (grades other than
+    PASS and FAIL say nothing about failing and are left out).
+
+    Read from ``release_factor_count`` (a few thousand rows however many reports), plus the
+    reports not counted there yet (not enriched yet, or enriched before the counts existed),
+    counted from their facts. When the two do not add up to the release's reports, or a count
+    is negative (the counts and the facts disagree: facts rows changed or deleted by hand,
+    behind the enrichment's back), everything is counted from
+    the facts, and a warning says so: ``scripts.backlog --enrich --recount`` repairs them.
+    """
+    rows = release_rows(conn, dist, version)
+    counted = sum(fails + passes + others for kind, _n, _v, fails, passes, others in rows if kind == Kind.TOTAL)
+    size, missing = release_coverage(conn, dist, version)
+    if counted + missing != size or any(min(row[3:]) < 0 for row in rows):
+        logger.warning(
+            "release_factor_count of %s %s holds %d reports, %d more uncounted, of %d: counting from the facts",
+            dist, version, counted, missing, size,
+        )  # fmt: skip
+        return recount(conn, dist, version)
+    result = from_count_rows(conn, rows)
+    if missing:
+        result.merge(aggregate(count_rows(conn, dist, version, only_uncounted=True)))
+    return result
 
 
 def release_analysis(conn: sa.Connection, dist: str, version: str) -> dict:

@@ -29,6 +29,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 from schemas import summary_rules
 from storage.clock import utc_now
 from storage.engine import create_engine, normalise_url
+from storage.release_factors import REPORT_COLUMNS, ReportColumns
 from storage.reports import read_document
 from storage.tables import cpanstats, perl_version, release_data, release_summary, test_report, uploads
 from storage.upserts import insert_missing, upsert
@@ -115,6 +116,9 @@ class Batch:
         self.documents: dict[int, dict] = {}
         """The documents read for processing, by ``test_report.id``: the enrichment after
         the commit parses them without reading them again."""
+        self.columns: dict[int, ReportColumns] = {}
+        """Their columns, by ``test_report.id``: the enrichment counts them in their
+        release's failure-analysis counts without reading them again."""
 
     # -- perl_version and uploads ------------------------------------------------------
 
@@ -177,7 +181,7 @@ class Batch:
         """The stored rows of ``guids`` in one query: the columns processing reads, and
         the document through :func:`storage.reports.read_document` (packed or plain)."""
         t = test_report.c
-        columns = (t.id, t.guid, t.state, t.created, t.dist, t.version, t.perl, t.language, t.report_z, t.report)
+        columns = (t.id, t.guid, t.state, t.created, t.language, t.report_z, t.report, *(t[c] for c in REPORT_COLUMNS))
         query = sa.select(*columns).where(t.guid.in_(guids))
         rows = {}
         for row in self.conn.execute(query).mappings():
@@ -186,6 +190,7 @@ class Batch:
                 continue
             document = read_document(self.conn, row)
             self.documents[row["id"]] = document
+            self.columns[row["id"]] = ReportColumns(*(row[c] for c in REPORT_COLUMNS))
             rows[row["guid"].lower()] = {**row, "report": document}
         return rows
 
@@ -381,15 +386,15 @@ def process_reports(conn: sa.Connection, guids: Iterable[str], now: datetime | N
 
 def process_pending(
     conn: sa.Connection, guids: Iterable[str], now: datetime | None = None
-) -> tuple[dict[str, Outcome], set[str], dict[int, dict]]:
+) -> tuple[dict[str, Outcome], set[str], dict[int, dict], dict[int, ReportColumns]]:
     """Like :func:`process_reports`, but a report already done (or skipped) is left as it
     is (the report job's rule: its state is read in the same query as the others' rows).
     Returns the outcomes (a left report's is its state), the GUIDs left unchanged, and
-    the documents of the reports processed, by ``test_report.id``."""
+    the documents and the columns of the reports processed, by ``test_report.id``."""
     batch = Batch(conn, skip_done=True)
     batch.process(sorted({g.lower() for g in guids}))
     batch.finish(now or utc_now())
-    return batch.outcomes, batch.unchanged, batch.documents
+    return batch.outcomes, batch.unchanged, batch.documents, batch.columns
 
 
 def mark_failed(conn: sa.Connection, guid: str, now: datetime | None = None) -> None:

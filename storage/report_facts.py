@@ -10,17 +10,20 @@ never deleted: an id once read stays valid, and each process remembers the ids i
 (a tester's environment repeats in every report it sends, so after warm-up most of a
 report's facts cost no look-up). An interned row no report ends up using (a failed write)
 is harmless.
+
+Writing a report's facts also counts the report in its release's failure-analysis counts,
+in the same transaction (``storage/factor_counts.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import struct
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import sqlalchemy as sa
 
@@ -28,7 +31,10 @@ from schemas.reportparse import PARSER_VERSION, FailedFile, ParsedReport, Prereq
 from schemas.reportparse.model import prerequisite_order
 from schemas.reportparse.shape import report_text
 from schemas.text import storable
+from storage.fact_codec import pack_pairs, pack_triples, unpack_pairs, unpack_triples
+from storage.factor_counts import Counting, count_changes, intern_releases, lock_facts, parsed_inputs, report_columns
 from storage.processing import deadlock_retry
+from storage.release_factors import FACTOR_STRINGS, Known, ReportColumns, column_values, fact_keys
 from storage.reports import read_document
 from storage.tables import fact_set, fact_string, prereq_set, prereq_set_item, report_facts, test_report
 from storage.upserts import insert_int_rows, insert_missing, upsert
@@ -141,16 +147,6 @@ def _set_digest(pairs: dict[str, str]) -> bytes:
     return digest(_canonical(item for pair in sorted(pairs.items()) for item in pair))
 
 
-def pack_pairs(pairs: list[tuple[int, int]]) -> bytes:
-    """``(name id, value id)`` pairs as little-endian uint32s (8 bytes a pair)."""
-    return struct.pack(f"<{2 * len(pairs)}I", *(i for pair in pairs for i in pair))
-
-
-def unpack_pairs(items: bytes) -> list[tuple[int, int]]:
-    values = struct.unpack(f"<{len(items) // 4}I", items)
-    return list(zip(values[0::2], values[1::2], strict=True))
-
-
 def _intern(engine: sa.Engine, table: sa.Table, cache: _Ids, wanted: dict[bytes, object], create) -> dict[bytes, int]:
     """Ids of content-addressed rows by digest: cached, read, or created by ``create(conn,
     missing digests)`` in one transaction with the look-up (sorted digests: one insertion
@@ -245,15 +241,6 @@ def _spanned(parsed: ParsedReport) -> list[str]:
     ]
 
 
-def pack_triples(triples: list[tuple[int, int, int]]) -> bytes:
-    return struct.pack(f"<{3 * len(triples)}I", *(i for triple in triples for i in triple))
-
-
-def unpack_triples(packed: bytes) -> list[tuple[int, int, int]]:
-    values = struct.unpack(f"<{len(packed) // 4}I", packed)
-    return list(zip(values[0::3], values[1::3], values[2::3], strict=True))
-
-
 @dataclass
 class _Prepared:
     """What storing one report's facts needs, worked out once."""
@@ -295,19 +282,35 @@ def _prepare(parsed: ParsedReport) -> _Prepared:
     )
 
 
-def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> None:
-    """Write the facts of reports (by ``test_report.id``), replacing what they had."""
+def store_facts(
+    engine: sa.Engine, parsed_by_id: dict[int, ParsedReport], columns: dict[int, ReportColumns] | None = None
+) -> None:
+    """Write the facts of reports (by ``test_report.id``), replacing what they had, and
+    count them in their release's failure-analysis counts (``storage/factor_counts.py``),
+    by their ``columns`` (read here unless given: a report's columns never change)."""
     if not parsed_by_id:
         return
     prepared = {report_id: _prepare(parsed) for report_id, parsed in parsed_by_id.items()}
-    strings = intern_strings(engine, (s for p in prepared.values() for s in p.strings()))
+    if columns is None or not all(report_id in columns for report_id in prepared):
+        columns = report_columns(engine, sorted(prepared))
+    values = {i: column_values(c.perl, c.osname, c.archname, c.creator) for i, c in columns.items()}
+    strings = intern_strings(
+        engine,
+        chain(
+            (s for p in prepared.values() for s in p.strings()),
+            (value for found in values.values() for _kind, value in found),
+            FACTOR_STRINGS,
+        ),
+    )
+    releases = intern_releases(engine, {(c.dist, c.version) for c in columns.values()})
     set_ids = intern_sets(
         engine, {f[0]: f[1] for p in prepared.values() for f in p.sets.values() if f is not None}, strings
     )
     prereq_ids = intern_prereq_sets(
         engine, {p.prereqs: p.parsed.prerequisites for p in prepared.values() if p.prereqs is not None}, strings
     )
-    rows = []
+    known = Known.from_ids(strings)
+    rows, counting = [], {}
     for report_id in sorted(prepared):  # in key order: a fixed lock order
         p = prepared[report_id]
         parsed = p.parsed
@@ -323,17 +326,33 @@ def store_facts(engine: sa.Engine, parsed_by_id: dict[int, ParsedReport]) -> Non
             row[column] = set_ids[found[0]] if found is not None else None
         spans = sorted((strings[name], *parsed.environment_spans[name]) for name in p.spanned)
         row["env_spans"] = pack_triples(spans) if spans else None
+        report = columns.get(report_id)
+        row["counted"] = report is not None  # a report that is not there has no release
+        if report is not None:
+            counting[report_id] = Counting(
+                releases[(report.dist, report.version)],
+                report.grade,
+                [(kind, strings[value]) for kind, value in values[report_id]],
+                fact_keys(parsed_inputs(parsed, strings), known),
+            )
         rows.append(row)
-    write_rows(engine, rows)
+    write_rows(engine, rows, counting, known)
 
 
 @deadlock_retry
-def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
-    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock)."""
+def write_rows(
+    engine: sa.Engine, rows: list[dict], counting: dict[int, Counting] | None = None, known: Known | None = None
+) -> None:
+    """Upsert the ``report_facts`` rows in one transaction (retried on a deadlock), and move
+    the changes of the reports in ``counting`` into their releases' failure-analysis
+    counts (:func:`storage.factor_counts.count_changes`), under their facts rows' locks."""
     with engine.begin() as conn:
+        old = lock_facts(conn, [row["report_id"] for row in rows]) if counting else {}
         columns = tuple(rows[0])
         upsert(conn, report_facts, rows, ["report_id"], lambda new: [(c, new[c]) for c in columns if c != "report_id"],
                shape=columns)  # fmt: skip
+        if counting:
+            count_changes(conn, old, {row["report_id"]: row for row in rows}, counting, known)
 
 
 # -- which reports, and enriching them -------------------------------------------------------
@@ -341,12 +360,13 @@ def write_rows(engine: sa.Engine, rows: list[dict]) -> None:
 
 def _stale(query: sa.Select, parser: int) -> sa.Select:
     return query.outerjoin(report_facts, report_facts.c.report_id == test_report.c.id).where(
-        sa.or_(report_facts.c.report_id.is_(None), report_facts.c.parser < parser)
+        sa.or_(report_facts.c.report_id.is_(None), report_facts.c.parser < parser, report_facts.c.counted == sa.false())
     )
 
 
 def stale_count(conn: sa.Connection, low: int, high: int, parser: int = PARSER_VERSION) -> int:
-    """How many reports with ids ``low..high`` have no facts, or facts of an older parser."""
+    """How many reports with ids ``low..high`` have no facts, facts of an older parser, or
+    facts not counted in the failure-analysis counts yet (written before them)."""
     query = sa.select(sa.func.count()).select_from(test_report).where(test_report.c.id.between(low, high))
     return conn.execute(_stale(query, parser)).scalar_one()
 
@@ -373,9 +393,12 @@ def parse_documents(documents: dict[int, dict]) -> dict[int, ParsedReport]:
     return {report_id: parse_report_text(report_text(doc)) for report_id, doc in documents.items()}
 
 
-def enrich_documents(engine: sa.Engine, documents: dict[int, dict]) -> int:
-    """Parse and store the facts of documents already read (by ``test_report.id``)."""
-    store_facts(engine, parse_documents(documents))
+def enrich_documents(
+    engine: sa.Engine, documents: dict[int, dict], columns: dict[int, ReportColumns] | None = None
+) -> int:
+    """Parse and store the facts of documents already read (by ``test_report.id``), with
+    their reports' ``columns`` when those were read too."""
+    store_facts(engine, parse_documents(documents), columns)
     return len(documents)
 
 

@@ -272,5 +272,40 @@ report_facts = sa.Table(
     sa.Column("todo_pass", sa.Integer, nullable=True),
     sa.Column("todo_fail", sa.Integer, nullable=True),
     sa.Column("duration", sa.Float, nullable=True),
+    sa.Column(
+        "counted",
+        sa.Boolean,
+        nullable=False,
+        server_default=sa.false(),
+        doc="Whether the report is counted in release_factor_count (migration 0123).",
+    ),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Ours (migration 0123): the failure analysis's counts, kept up to date by the enrichment
+# (storage/factor_counts.py) so that analysing a release reads a few thousand count rows
+# instead of expanding every report's facts. A release is (dist, version) compared as
+# test_report compares them (the same collation), interned once in analysis_release.
+analysis_release = sa.Table(
+    "analysis_release",
+    metadata,
+    sa.Column("id", UnsignedInt, primary_key=True, autoincrement=True),
+    sa.Column("dist", sa.String(255), nullable=False),
+    sa.Column("version", sa.String(255), nullable=False),
+    sa.UniqueConstraint("dist", "version", name="analysis_release_dist_version"),
+    **MYSQL_TABLE_ARGS,
+)
+
+release_factor_count = sa.Table(
+    "release_factor_count",
+    metadata,
+    sa.Column("release_id", UnsignedInt, nullable=False, doc="analysis_release.id"),
+    sa.Column("kind", sa.SmallInteger, nullable=False, doc="storage.release_factors.Kind: perl, prereq..."),
+    sa.Column("name_id", UnsignedInt, nullable=False, doc="fact_string id: the module, flag or variable; 0: none."),
+    sa.Column("value_id", UnsignedInt, nullable=False, doc="fact_string id of the value; 0 in the totals row."),
+    sa.Column("fails", sa.Integer, nullable=False, doc="FAIL reports counted with this value."),
+    sa.Column("passes", sa.Integer, nullable=False, doc="PASS reports counted with this value."),
+    sa.Column("others", sa.Integer, nullable=False, doc="Reports of other grades (the totals row only)."),
+    sa.PrimaryKeyConstraint("release_id", "kind", "name_id", "value_id"),
     **MYSQL_TABLE_ARGS,
 )

@@ -17,10 +17,11 @@ import sqlalchemy as sa
 
 from app.tail_log import build_tail_log
 from storage.engine import create_engine
+from storage.factor_counts import release_coverage, release_rows
 from storage.read_queries import summary_query, upload_query
 from storage.report_view import find_report
 from storage.reports import pending_page
-from storage.tables import cpanstats, test_report, uploads
+from storage.tables import analysis_release, cpanstats, release_factor_count, report_facts, test_report, uploads
 from storage.uploads import upload_paths
 
 
@@ -175,3 +176,36 @@ def _paths(engine: sa.Engine, releases: list[tuple[str, str]]) -> dict:
         paths = upload_paths(conn, releases + [("No-Such-Dist", "0.01")])
     assert len(paths) == len(releases) and ("No-Such-Dist", "0.01") not in paths
     return paths
+
+
+def test_a_releases_failure_analysis_counts_are_read_from_index_ranges(planned):
+    """The analysis of a release: its count rows (one release's range of the primary key)
+    and its reports' coverage (the (dist, version) range, each facts row by its key)."""
+    _count_some_releases(planned)
+    statements = sent_selects(planned, _analysis_counts)
+    assert len(statements) == 2
+    assert_index_ranges(planned, statements)
+    assert [step["key"] for step in plan_of(planned, statements[1])] == ["test_report_dist_version", "PRIMARY"]
+
+
+def _count_some_releases(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(analysis_release)).scalar():
+            return
+        conn.execute(analysis_release.insert(), [{"dist": f"Dist-{n}", "version": f"1.{v}"} for n in range(300)
+                                                 for v in range(10)])  # fmt: skip
+        conn.execute(
+            release_factor_count.insert(),
+            [{"release_id": r, "kind": k, "name_id": 0, "value_id": v, "fails": 1, "passes": 1, "others": 0}
+             for r in range(1, 3001) for k in (1, 2) for v in range(1, 4)],
+        )  # fmt: skip
+        ids = conn.execute(sa.select(test_report.c.id).where(test_report.c.id % 2 == 0)).scalars().all()
+        conn.execute(report_facts.insert(), [{"report_id": i, "parser": 1, "counted": True} for i in ids])
+        for table in ("analysis_release", "release_factor_count", "report_facts"):
+            conn.exec_driver_sql(f"ANALYZE TABLE {table}")
+
+
+def _analysis_counts(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        release_rows(conn, "Dist-1", "1.1")
+        release_coverage(conn, "Dist-1", "1.1")

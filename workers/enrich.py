@@ -53,9 +53,12 @@ def enqueue_enrichment(connection, guids: list[str]) -> None:
     )
 
 
-def enrich_after_processing(guids: list[str], documents: dict[int, dict] | None = None) -> None:
+def enrich_after_processing(
+    guids: list[str], documents: dict[int, dict] | None = None, columns: dict | None = None
+) -> None:
     """In a processing job, after its commit: parse the reports it processed (their
-    ``documents`` by ``test_report.id`` if the transaction read them, else read again).
+    ``documents`` by ``test_report.id`` if the transaction read them, else read again; and
+    their ``columns``, the same way, for the failure-analysis counts).
     Never raises (their counting is done and stays done); on failure the work is queued
     instead."""
     if not guids:
@@ -64,7 +67,7 @@ def enrich_after_processing(guids: list[str], documents: dict[int, dict] | None 
         if documents is None:
             report_facts.enrich_guids(job_engine(), guids)
         else:
-            report_facts.enrich_documents(job_engine(), documents)
+            report_facts.enrich_documents(job_engine(), documents, columns)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         logger.warning("enrichment failed for %d reports from guid=%s (%s); queued", len(guids), guids[0], reason)

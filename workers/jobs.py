@@ -89,10 +89,10 @@ def run_transaction(db: sa.Engine, guids: list[str]) -> dict[str, Outcome]:
 
 
 @deadlock_retry
-def run_job_transaction(db: sa.Engine, guids: list[str]) -> tuple[dict[str, Outcome], set[str], dict[int, dict]]:
+def run_job_transaction(db: sa.Engine, guids: list[str]) -> tuple[dict[str, Outcome], set[str], dict, dict]:
     """The report job's transaction: reports already done are left alone (see
-    :func:`storage.processing.process_pending`, whose outcomes, unchanged GUIDs and
-    documents it returns); retried from the start on a deadlock."""
+    :func:`storage.processing.process_pending`, whose outcomes, unchanged GUIDs,
+    documents and columns it returns); retried from the start on a deadlock."""
     with db.begin() as conn:
         return process_pending(conn, guids)
 
@@ -126,15 +126,19 @@ def _record(outcomes: dict[str, Outcome], unchanged: set[str] = frozenset(), own
 
 
 def _enrich(
-    outcomes: dict[str, Outcome], unchanged: set[str] = frozenset(), documents: dict[int, dict] | None = None
+    outcomes: dict[str, Outcome],
+    unchanged: set[str] = frozenset(),
+    documents: dict[int, dict] | None = None,
+    columns: dict | None = None,
 ) -> None:
     """After the commit: parse the texts of the reports this job processed into their
     facts (``workers/enrich.py``; never raises, a failure is queued as low-priority work).
-    ``documents``, when the transaction read them, are parsed without being read again."""
+    ``documents``, when the transaction read them, are parsed without being read again (and
+    counted by their ``columns``)."""
     from workers.enrich import enrich_after_processing  # it imports this module
 
     guids = sorted(g for g, o in outcomes.items() if o is not Outcome.MISSING and g not in unchanged)
-    enrich_after_processing(guids, documents)
+    enrich_after_processing(guids, documents, columns)
 
 
 COALESCE_LIMIT = 50
@@ -287,7 +291,7 @@ def process_report(guid: str) -> str:
             with db.begin() as conn:
                 mark_failed(conn, guid)
         raise
-    outcomes, unchanged, documents = result
+    outcomes, unchanged, documents, columns = result
     if own in unchanged:
         logger.debug("already %s guid=%s", outcomes[own].value, guid)
     outcome = outcomes[own]
@@ -296,7 +300,7 @@ def process_report(guid: str) -> str:
     elif own not in unchanged:
         logger.info("processed guid=%s outcome=%s with=%d others", guid, outcome.value, len(outcomes) - 1)
     _record(outcomes, unchanged, own)
-    _enrich(outcomes, unchanged, documents)
+    _enrich(outcomes, unchanged, documents, columns)
     return outcome.value
 
 

@@ -51,6 +51,10 @@ EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'fact_set TO '
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'prereq_set TO ', @worker);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'prereq_set_item TO ', @worker);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'report_facts TO ', @worker);
+-- the failure analysis's counts (storage/factor_counts.py): added to, and a row that
+-- reaches zero deleted
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE ON ', @in, 'analysis_release TO ', @worker);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT, INSERT, UPDATE, DELETE ON ', @in, 'release_factor_count TO ', @worker);
 
 EXECUTE IMMEDIATE CONCAT('CREATE USER IF NOT EXISTS ', @reader, ' IDENTIFIED BY ', QUOTE(@reader_password));
 EXECUTE IMMEDIATE CONCAT('ALTER USER ', @reader, ' IDENTIFIED BY ', QUOTE(@reader_password), ' REQUIRE ', @require);
@@ -67,6 +71,8 @@ EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'fact_set TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'prereq_set TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'prereq_set_item TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'report_facts TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'analysis_release TO ', @reader);
+EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'release_factor_count TO ', @reader);
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT ON ', @in, 'report_prereq TO ', @reader);
 -- the tester's current name and e-mail on report pages; never secret_salt / secret_hash
 EXECUTE IMMEDIATE CONCAT('GRANT SELECT (id, resource, fullname, email) ON ', @in, 'metabase_user TO ', @reader);
