@@ -9,9 +9,10 @@ worker run ``os.system``. Two guards, both needed:
   work horse is forked and before ``job.func`` is resolved; a refused job goes straight to
   the failed registry with the reason, with no retry, no callback and no webhook, and the
   worker goes on with the next job (``SimpleWorker`` and the forking ``Worker`` alike).
-- :class:`AllowlistedJob`, the job class of our workers and of their registries, refuses to
-  resolve a function, or any callback, outside the list wherever RQ asks for one (the work
-  horse, the abandoned-job clean-up of the maintenance), and sends no webhook.
+- :class:`AllowlistedJob` refuses to resolve a function, or any callback, outside the list
+  wherever RQ asks for one (the work horse, the abandoned-job clean-up of the maintenance),
+  and sends no webhook. :class:`ReportJob`, the job class of our workers and of their
+  registries, is one that also tolerates a twin having deleted its hash first.
 
 Callbacks, webhooks and jobs bound to an instance are refused too: our jobs use none, and
 each would make a worker import a named function or send a request to a named URL.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 
-from rq.exceptions import DeserializationError
+from rq.exceptions import DeserializationError, InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import now
@@ -122,3 +123,21 @@ class AllowlistMixin:
 def allowlisted(worker_class: type) -> type:
     """``worker_class`` with :class:`AllowlistMixin` in front (one class per base)."""
     return type(f"Allowlisted{worker_class.__name__}", (AllowlistMixin, worker_class), {"__module__": __name__})
+
+
+class ReportJob(AllowlistedJob):
+    """The job class of our workers: :class:`AllowlistedJob`, and a finished job whose hash
+    is already gone is deleted quietly.
+
+    A report's job has one id (``queueing.contract.job_id``), so the sweeper can queue a
+    report again while its job is being dequeued, and two instances may run at once. Both
+    find the report done; but a finished report job is deleted at once
+    (``REPORT_RESULT_TTL`` = 0), so the first to finish deletes the hash they share, and
+    RQ's clean-up of the other would fail reading its status (an error logged and a job in
+    the failed registry for a report that was processed)."""
+
+    def _remove_from_registries(self, pipeline=None, remove_from_queue: bool = True):
+        try:
+            super()._remove_from_registries(pipeline=pipeline, remove_from_queue=remove_from_queue)
+        except InvalidJobOperation:  # no hash, no status: no registry to leave
+            logger.info("job %s was already deleted (a twin finished first)", self.id)

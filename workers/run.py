@@ -25,7 +25,7 @@ import logging
 
 import settings
 from queueing import contract as queue
-from workers.allowlist import AllowlistedJob, allowlisted
+from workers.allowlist import ReportJob, allowlisted
 from workers.worker import ForkingReportWorker, ReportWorker, RqRetryLogFilter
 
 REDIS_CONNECT_TIMEOUT = 5
@@ -50,12 +50,12 @@ def build_worker(
     # RQ takes the queues in order: the low-priority (backfill) queue only when no report waits.
     return allowlisted(worker_class)(
         [
-            queue.report_queue(connection, job_class=AllowlistedJob),
-            queue.report_queue(connection, queue.LOW_QUEUE_NAME, job_class=AllowlistedJob),
+            queue.report_queue(connection, job_class=ReportJob),
+            queue.report_queue(connection, queue.LOW_QUEUE_NAME, job_class=ReportJob),
         ],
         connection=connection,
         serializer=queue.SERIALIZER,
-        job_class=AllowlistedJob,
+        job_class=ReportJob,
         name=name,
         maintenance_interval=maintenance_interval or config.WORKER_MAINTENANCE_INTERVAL,
         worker_ttl=max(20, config.WORKER_TTL),
