@@ -115,9 +115,12 @@ def ms(value: str) -> float:
 class App:
     """One of the two servers under test, kept running across phases."""
 
-    def __init__(self, name, target, database, table, queue, workers, log_dir, redis_url):
+    def __init__(self, name, target, database, table, queue, workers, log_dir, redis_url, database_url=None):
+        """``database_url`` defaults to ``database`` on the local server (``bench.scale_load``
+        points the app at a large database on another server)."""
         self.name, self.target, self.database, self.table, self.queue = name, target, database, table, queue
         self.workers, self.log_dir, self.redis_url = workers, log_dir, redis_url
+        self.database_url = database_url or f"mysql://root@127.0.0.1:3306/{database}"
         self.port = self.process = None
         self.acknowledged = 0
 
@@ -130,7 +133,7 @@ class App:
                 workers=self.workers,
                 log_path=self.log_dir / f"{self.name}-{time.time():.0f}.log",
                 wait_answer=wait_answer,
-                DATABASE_URL=f"mysql://root@127.0.0.1:3306/{self.database}",
+                DATABASE_URL=self.database_url,
                 REDIS_URL=self.redis_url,
                 SPOOL_DIR=self.log_dir / "spool",
                 LOG_LEVEL="WARNING",

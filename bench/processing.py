@@ -6,8 +6,11 @@ and the receipt-to-cpanstats lag under a steady submission rate.
     .venv/bin/python -m bench.processing --fork --workers 2     # RQ's forking Worker
     .venv/bin/python -m bench.processing --lag --rate 200 --seconds 20 --workers 2
     .venv/bin/python -m bench.processing --lag --workers 2 --burn 2    # beside two busy loops: a slow day
+    .venv/bin/python -m bench.processing --database cpt_scale_1m --mysql 127.0.0.1:3399:bench --workers 2
 
-Runs against a throwaway MariaDB database (created and dropped here) and one Redis database
+Runs against a throwaway MariaDB database (created and dropped here), or with ``--database``
+an existing one (a ``bench.scale_data`` set, issue 21): its new reports (fresh GUIDs each
+run) are added to it, and nothing in it is reset or dropped. One Redis database
 (``--redis``, flushed: use your own number). Reports are real-shaped: the captured v3 fixture
 with the dists, perls, grades and testers varied. Drain time counts from starting the
 worker processes (start-up included) to the last report being done. The lag counts from
@@ -71,34 +74,64 @@ def rows(count: int, seed: int = 1) -> list[dict]:
     return out
 
 
+def server_spec(mysql: str) -> dict:
+    """``host[:port[:user]]`` as pymysql's keyword arguments (port 3306, user root by default)."""
+    host, port, user = (mysql.split(":") + ["", ""])[:3]
+    return {"host": host, "port": int(port or 3306), "user": user or "root"}
+
+
 class Bench:
-    def __init__(self, mysql: str, redis_url: str, prefix: str = "cpt_bench_"):
-        self.name = f"{prefix}{uuid.uuid4().hex[:8]}"
-        host, _, port = mysql.partition(":")
-        self.admin = dict(host=host, port=int(port or 3306), user="root")
-        conn = pymysql.connect(**self.admin)
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-        self.database_url = f"mysql://root@{self.admin['host']}:{self.admin['port']}/{self.name}"
-        upgrade(self.database_url)
+    def __init__(self, mysql: str, redis_url: str, database: str | None = None, prefix: str = "cpt_bench_"):
+        """A throwaway database of its own (``prefix`` and 8 hex; dropped by :meth:`close`),
+        or with ``database`` an existing one, which :meth:`reset` and :meth:`close` leave as
+        they found it."""
+        self.existing = database is not None
+        self.name = database or f"{prefix}{uuid.uuid4().hex[:8]}"
+        self.admin = server_spec(mysql)
+        if not self.existing:
+            conn = pymysql.connect(**self.admin)
+            with conn.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            conn.close()
+        self.database_url = f"mysql://{self.admin['user']}@{self.admin['host']}:{self.admin['port']}/{self.name}"
+        if not self.existing:
+            upgrade(self.database_url)
         self.engine = create_engine(self.database_url)
         self.redis_url = redis_url
         self.redis = redis_lib.Redis.from_url(redis_url)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.existing:
+            return
         conn = pymysql.connect(**self.admin)
         with conn.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
         conn.close()
 
+    def seed(self, fixed: int) -> int:
+        """``fixed`` on a throwaway database (every run the same reports); a new seed on an
+        existing one, whose reports from an earlier run are still there (their GUIDs would
+        be duplicates, found done at once)."""
+        return random.SystemRandom().getrandbits(32) if self.existing else fixed
+
+    def backlog(self, count: int, seed: int = 1) -> list[str]:
+        """Store ``count`` pending reports (no job queued yet); their GUIDs."""
+        data = rows(count, self.seed(seed))
+        store_many(self.engine, data)
+        return [r["guid"] for r in data]
+
     def reset(self) -> None:
+        """Empty the Redis database; on a throwaway database also the processed figures,
+        every report pending again. An existing database is left as it is: a phase on it
+        brings reports of its own (:meth:`backlog`)."""
+        self.redis.flushdb()
+        if self.existing:
+            return
         with self.engine.begin() as conn:
             for table in (release_summary, release_data, cpanstats, uploads, perl_version):
                 conn.execute(table.delete())
             conn.execute(test_report.update().values(state="pending", state_changed=None))
-        self.redis.flushdb()
 
     def pending(self) -> int:
         with self.engine.connect() as conn:
@@ -114,7 +147,10 @@ class Bench:
         ]
 
 
-def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) -> dict:
+def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int, queued=None) -> dict:
+    """Queue ``guids`` (pending), then time ``workers`` burst workers until the queue is
+    empty. ``queued``, if given, is called once the jobs are queued, before the workers
+    start (``bench.scale_load`` times a sweeper pass there)."""
     bench.reset()
     queue = report_queue(bench.redis)
     started = time.perf_counter()
@@ -125,11 +161,14 @@ def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) 
         for guid in guids:
             enqueue_report(bench.redis, guid)
     enqueue_seconds = time.perf_counter() - started
+    if queued:
+        queued()
     started = time.perf_counter()
     procs = bench.start_workers(workers, fork, burst=True)
-    cpu = 0.0
+    cpu = rss = 0.0
     while any(proc.poll() is None for proc in procs):
         cpu = max(cpu, cpu_seconds(procs))  # read while they live: an exited process has no figures
+        rss = max(rss, resident_mib(procs))
         time.sleep(0.05)
     seconds = time.perf_counter() - started
     left = bench.pending()
@@ -140,7 +179,21 @@ def drain(bench: Bench, guids: list[str], workers: int, fork: bool, batch: int) 
         "enqueue": enqueue_seconds,
         "left": left,
         "cpu_ms": cpu / len(guids) * 1000,
+        "rss_mib": rss,
     }
+
+
+def resident_mib(procs: list[subprocess.Popen]) -> float:
+    """The largest resident memory (MiB) of the processes (and their children) now."""
+    largest = 0
+    for proc in procs:
+        try:
+            process = psutil.Process(proc.pid)
+            for one in (process, *process.children(recursive=True)):
+                largest = max(largest, one.memory_info().rss)
+        except psutil.NoSuchProcess:
+            pass
+    return largest / 2**20
 
 
 def cpu_seconds(procs: list[subprocess.Popen]) -> float:
@@ -221,7 +274,7 @@ def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float, fee
     procs = bench.start_workers(workers, fork, burst=False)
     time.sleep(3)  # workers up before the load starts
     total = int(rate * seconds)
-    feed = rows(total, seed=7)
+    feed = rows(total, seed=bench.seed(7))
     begin = time.time() + 1.0  # the feeders' common start
     schedule = [(i / rate, row) for i, row in enumerate(feed)]
     watcher = DoneWatcher(bench.engine, [(begin + offset, row["guid"]) for offset, row in schedule])
@@ -245,6 +298,7 @@ def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float, fee
     watcher.join(timeout=120)
     watcher.finished.set()
     cpu = cpu_seconds(procs) - cpu_before
+    rss = resident_mib(procs)  # long-running workers, after the load
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
@@ -262,6 +316,7 @@ def lag(bench: Bench, workers: int, fork: bool, rate: float, seconds: float, fee
         "max": lags[-1],
         "mean": statistics.mean(lags),
         "cpu_ms": cpu / max(1, len(lags)) * 1000,
+        "rss_mib": rss,
     }
 
 
@@ -281,12 +336,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--feeders", type=int, default=4, help="processes storing and queueing the lag's reports")
     parser.add_argument("--burn", type=int, default=0, help="busy-looping processes beside the run (a slow day)")
-    parser.add_argument("--mysql", default="127.0.0.1:3306")
+    parser.add_argument("--mysql", default="127.0.0.1:3306", help="host:port[:user] of the server (user root)")
+    parser.add_argument("--database", help="an existing database to add the reports to, never reset nor dropped")
     parser.add_argument("--database-prefix", default="cpt_bench_", help="name of the throwaway database, then 8 hex")
     parser.add_argument("--redis", default=os.environ.get("CPT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
     args = parser.parse_args(argv)
     print(f"machine: {yardstick()}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    bench = Bench(args.mysql, args.redis, args.database_prefix)
+    bench = Bench(args.mysql, args.redis, args.database, args.database_prefix)
     burners = burn(args.burn)
     try:
         kind = "fork Worker" if args.fork else "SimpleWorker"
@@ -297,20 +353,22 @@ def main(argv=None) -> None:
                     f"lag {kind} workers={workers} offered={r['offered']:.0f}/s achieved={r['achieved']:.0f}/s "
                     f"reports={r['reports']} measured={r['measured']} p50={r['p50'] * 1000:.0f}ms "
                     f"p95={r['p95'] * 1000:.0f}ms p99={r['p99'] * 1000:.0f}ms max={r['max'] * 1000:.0f}ms "
-                    f"worker CPU {r['cpu_ms']:.2f} ms/report; load average {os.getloadavg()[0]:.1f}",
+                    f"worker CPU {r['cpu_ms']:.2f} ms/report, RSS {r['rss_mib']:.0f} MiB;"
+                    f" load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
             return
-        data = rows(args.reports)
-        store_many(bench.engine, data)
-        guids = [r["guid"] for r in data]
+        guids = []
         mode = f"batch={args.batch}" if args.batch else "one job per report"
         for workers in args.workers:
+            if not guids or bench.existing:  # a throwaway database's reports are made pending again
+                guids = bench.backlog(args.reports)
             r = drain(bench, guids, workers, args.fork, args.batch)
             print(
                 f"drain {kind} {mode} reports={len(guids)} workers={workers} seconds={r['seconds']:.1f} "
                 f"rate={r['rate']:.0f}/s (enqueue {r['enqueue']:.1f}s) left={r['left']} "
-                f"worker CPU {r['cpu_ms']:.2f} ms/report; load average {os.getloadavg()[0]:.1f}",
+                f"worker CPU {r['cpu_ms']:.2f} ms/report, RSS up to {r['rss_mib']:.0f} MiB;"
+                f" load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     finally:

@@ -1,7 +1,7 @@
 """How the cost of each question grows with the data (issue 21): one table per size.
 
     .venv/bin/python -m bench.scale --database cpt_scale_1m [--mysql 127.0.0.1:3399:bench]
-        [--redis-url redis://127.0.0.1:6379/8] [--repeat 20]
+        [--redis-url redis://127.0.0.1:6379/8] [--repeat 20] [--load] [--no-reads]
 
 Run it on databases made by ``bench.scale_data`` (e.g. ``--rows 1000`` for "empty" and
 ``--rows 1000000``), each on its own; it prints the machine yardstick and a markdown table:
@@ -20,7 +20,14 @@ Run it on databases made by ``bench.scale_data`` (e.g. ``--rows 1000`` for "empt
 - the failure analysis of the largest release (its reports' facts parsed by the loader's
   ``--facts``).
 
-The 100 reports it adds (and processes) stay in the database: a rerun measures 100 more.
+With ``--load`` it then measures the Procfile's processes under load on the same
+database (``bench.scale_load``): intake throughput and p99 (gunicorn + wrk), processing lag
+at 200/s and a 10,000-report drain, a sweeper pass, and the resident memory of the web,
+worker and sweeper processes (``--no-reads`` measures only that). It flushes the Redis
+database of ``--redis-url``: give it one of your own.
+
+The 100 reports it adds (and processes) stay in the database: a rerun measures 100 more
+(``--load`` adds some 20,000: the intake's, the lag's and the drain's).
 """
 
 from __future__ import annotations
@@ -267,15 +274,37 @@ def main(argv=None) -> None:
     parser.add_argument("--mysql", default="127.0.0.1:3306:root", help="host:port:user of the server")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--load", action="store_true", help="also intake, processing and memory (bench.scale_load)")
+    parser.add_argument("--no-reads", action="store_true", help="skip the per-question figures (with --load)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16], help="intake's wrk connections")
+    parser.add_argument("--intake-seconds", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=2, help="processing workers")
+    parser.add_argument("--rate", type=float, default=200, help="reports/s offered in the lag phase")
+    parser.add_argument("--lag-seconds", type=float, default=20)
+    parser.add_argument("--drain", type=int, default=10_000, help="reports in the drained backlog")
     args = parser.parse_args(argv)
     use_server(args.mysql)
     logging.basicConfig(level=logging.WARNING)
-    print(f"yardstick: {yardstick()}")
+    print(f"yardstick: {yardstick()}; load average {os.getloadavg()[0]:.1f}")
     print(f"database {args.database} on {MYSQL['host']}:{MYSQL['port']}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
-    rows = measure(database_url(args.database), args.redis_url, args.repeat)
-    print("| figure | value |\n| --- | --- |")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    url = database_url(args.database)
+    rows = [] if args.no_reads else measure(url, args.redis_url, args.repeat)
+    if args.load:
+        from bench.scale_load import measure_load
+
+        rows += measure_load(url, args.database, dict(MYSQL), args.redis_url, connections=args.connections,
+                             intake_seconds=args.intake_seconds, workers=args.workers, rate=args.rate,
+                             lag_seconds=args.lag_seconds, drain=args.drain)  # fmt: skip
+    print(f"\nyardstick after: {yardstick()}; load average {os.getloadavg()[0]:.1f};"
+          f" {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")  # fmt: skip
+    print(markdown_table(rows))
+
+
+def markdown_table(rows: list[tuple[str, str]]) -> str:
+    """``rows`` of (figure, value) as a two-column markdown table."""
+    lines = ["| figure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
