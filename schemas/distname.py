@@ -7,6 +7,7 @@ as it did upstream.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -109,10 +110,13 @@ def parse_path(path: str) -> DistInfo:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_distfile(distfile: str) -> DistInfo | None:
     """Parse ``AUTHOR/File-1.0.tar.gz`` as Metabase's ``cpan:///distfile/`` resource does.
 
-    Returns None when the author, dist or version cannot be found.
+    Returns None when the author, dist or version cannot be found. Cached (the result is
+    immutable): the same few thousand releases are tested over and over, and every
+    submission parsed its path again (2.5 % of the intake's CPU).
     """
     if not distfile or len(distfile) > MAX_PATH_LENGTH:
         return None

@@ -7,6 +7,7 @@ import os
 import socket
 
 import sqlalchemy as sa
+from pymysql.constants import SERVER_STATUS
 from sqlalchemy.engine import make_url
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ def create_engine(
     # No pool_pre_ping: it costs a round trip per request. A connection that died with the
     # server fails its first statement, SQLAlchemy then discards the whole pool, and that
     # one submission goes to the spool instead (still acknowledged, never lost).
+    kwargs.setdefault("pool_reset_on_return", None)  # _rollback_if_in_transaction does it, when needed
     engine = sa.create_engine(parsed, pool_recycle=recycle, connect_args=connect_args, **kwargs)
+    sa.event.listen(engine, "reset", _rollback_if_in_transaction)
     if read_timeout or idle_timeout:
 
         @sa.event.listens_for(engine, "connect")
@@ -120,6 +123,17 @@ def create_engine(
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
     return engine
+
+
+def _rollback_if_in_transaction(dbapi_connection, _record, reset_state) -> None:
+    """Reset a connection coming back to the pool with a ROLLBACK only when the server says
+    a transaction is open. SQLAlchemy's default sends one after every committed
+    ``engine.begin()`` too: a round trip per submission and per job for nothing. pymysql
+    keeps the server's status flags from the last reply, so asking costs no round trip."""
+    if reset_state.terminate_only or reset_state.transaction_was_reset:
+        return
+    if dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+        dbapi_connection.rollback()
 
 
 MYSQL_UNAVAILABLE_CODES = {

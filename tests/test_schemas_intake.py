@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemas.distname import parse_distfile
 from schemas.errors import InvalidReport
 from schemas.metabase import decode_registration, decode_report
-from schemas.text import clean_profile_text, clean_text, repair_mojibake
+from schemas.text import clean_profile_text, clean_text, repair_mojibake, storable
 from schemas.translate import metabase_to_v3
 from tests import captures
 
@@ -87,6 +87,20 @@ def test_text_cleaning_never_raises_and_gives_storable_utf8(text):
     cleaned = clean_text(text)
     cleaned.encode("utf-8")
     clean_profile_text(text).encode("utf-8")
+
+
+MIXED_TEXT = st.text(
+    alphabet=st.sampled_from("ab \n\r")
+    | st.characters(min_codepoint=0x80, max_codepoint=0xFF)
+    | st.sampled_from("\ud83d\ude00😀é—"),
+    max_size=80,
+)
+
+
+@given(MIXED_TEXT)
+@settings(max_examples=500, deadline=None)
+def test_text_cleaning_is_the_mojibake_repair_then_the_surrogate_replacement(text):
+    assert clean_text(text) == storable(repair_mojibake(text))
 
 
 NAMES_OUTSIDE_LATIN1 = st.text(
@@ -191,3 +205,17 @@ def test_any_registration_is_accepted_or_refused_cleanly(value):
 def test_repair_keeps_every_line_ending_and_fixes_each_affected_line_once():
     text = "a\r\ncaf\u00c3\u00a9 \u00e9 caf\u00c3\u00a9\rb\u00c3\u00b6\n\nplain\n\u00c3\u00a9"
     assert repair_mojibake(text) == "a\r\ncafé é café\rbö\n\nplain\né"
+
+
+def test_the_submission_hashes_of_the_client_captures_have_not_changed():
+    """Stored rows keep the hash of their submission: a resubmission is a duplicate only if
+    it hashes the same, so the canonical form may never change."""
+    hashes = {
+        name: decode_report(captures.load(name)[0].body).sha256
+        for name in ("01-ok", "03-raw-bytes", "23-non-ascii-secret")
+    }
+    assert hashes == {
+        "01-ok": "51e8628fa2abbb879f2a319494ea3a2474f7c0dd28b8ee720eabc980ffd3d13b",
+        "03-raw-bytes": "8601cff59f3b2019afbe9a3b9c00bc435199c73975b79e7d7b5f78153f388a82",
+        "23-non-ascii-secret": "0225912113dc1799f850353127646316e918e71ebe9648a93927dcbb415268a1",
+    }
