@@ -198,9 +198,16 @@ def seed(url: str, reports: int) -> tuple[list[str], list[str]]:
                 for i, d in enumerate(dist_names)
             ],
         )  # fmt: skip
-    users.register(engine, captures.PROFILE_GUID, "Bench Tester", "bench@example.com", captures.PROFILE_SECRET)
+    for guid, secret in TESTERS:
+        users.register(engine, guid, f"Bench Tester {guid[-2:]}", "bench@example.com", secret)
     engine.dispose()
     return guids, dist_names
+
+
+TESTERS = [(f"b0aabbe1-0000-4000-8000-{n:012d}", f"bench-secret-{n}") for n in range(64)]
+"""The profiles the submissions come from, in turn. nginx paces each tester at 10
+submissions/s (``limit_req``, deploy/nginx/cpantesters.conf): 200/s from one profile would
+measure that pace, not the server. 64 testers send ~3/s each."""
 
 
 def start_gunicorn(conf: str, app: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
@@ -236,9 +243,8 @@ class Submitter:
         self.port, self.rate, self.duration, self.threads = port, rate, duration, threads
         recorded = captures.load("01-ok")[0]
         self.body = json.loads(recorded.body)
-        token = base64.b64encode(f"{captures.PROFILE_GUID}:{captures.PROFILE_SECRET}".encode()).decode()
+        self.sent = 0
         self.headers = {
-            "Authorization": f"Basic {token}",
             "Content-Type": "application/octet-stream",
             "Content_Type": "application/json",
             "Accept": "application/json",
@@ -250,9 +256,14 @@ class Submitter:
         self.todo: queue.Queue = queue.Queue()
         self.window_end = float("inf")
 
-    def _payload(self) -> bytes:
-        self.body["metadata"]["core"]["guid"] = str(uuid.uuid4())
-        return json.dumps(self.body).encode()
+    def _payload(self) -> tuple[bytes, dict]:
+        """A fresh report from the next tester in turn, and its request headers."""
+        guid, secret = TESTERS[self.sent % len(TESTERS)]
+        self.sent += 1
+        core = self.body["metadata"]["core"]
+        core["guid"], core["creator"] = str(uuid.uuid4()), f"metabase:user:{guid}"
+        token = base64.b64encode(f"{guid}:{secret}".encode()).decode()
+        return json.dumps(self.body).encode(), {**self.headers, "Authorization": f"Basic {token}"}
 
     def _worker(self) -> None:
         conn = HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -260,13 +271,13 @@ class Submitter:
             item = self.todo.get()
             if item is None:
                 return
-            due, payload = item
+            due, (payload, headers) = item
             if time.perf_counter() > self.window_end:
                 with self.lock:
                     self.unsent += 1
                 continue
             try:
-                conn.request("POST", SUBMIT_PATH, body=payload, headers=self.headers)
+                conn.request("POST", SUBMIT_PATH, body=payload, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 outcome = None if response.status == 201 else f"status {response.status}"
