@@ -16,10 +16,11 @@ from flask import Flask
 logger = logging.getLogger(__name__)
 
 
-def warm_up(app: Flask) -> None:
+def warm_up(app: Flask, who: str = "worker") -> None:
     """Open the database and Redis connections through ``/readyz`` (never fails the boot:
-    a backend that is down now is the request path's business, with its spool)."""
+    a backend that is down now is the request path's business, with its spool). ``who``
+    names the process in the log line (gunicorn's master warms the code once, too)."""
     started = time.perf_counter()
     with app.test_client() as client:
         status = client.get("/readyz").status_code
-    logger.info("worker warmed up in %.0f ms (readyz %d)", (time.perf_counter() - started) * 1000, status)
+    logger.info("%s warmed up in %.0f ms (readyz %d)", who, (time.perf_counter() - started) * 1000, status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 
@@ -34,6 +35,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def url_port(url: str) -> int | None:
+    """The TCP port a database or Redis URL names (its scheme's default when it names none;
+    None for a file)."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname:
+        return None
+    return parsed.port or {"redis": 6379, "rediss": 6379}.get(parsed.scheme, 3306)
 
 
 def reachable(host: str, port: int) -> bool:

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pymysql
 import pytest
 import requests
@@ -61,6 +62,24 @@ def test_every_web_worker_is_connected_before_it_takes_a_first_request(backend, 
         log = log_path.read_text()
     assert log.count("worker warmed up") == 2
     assert "readyz 200" in log
+
+
+@pytest.mark.system
+def test_the_master_warms_the_code_once_and_keeps_no_connection_of_it(backend, registered, tmp_path):
+    """What a process pays on its first app and first request is paid once in the master,
+    so that workers booting together after a deploy are ready sooner; the connections the
+    master opened for it are closed before any worker forks (none may be shared)."""
+    log_path = tmp_path / "gunicorn.log"
+    env = {"DATABASE_URL": backend.database_url, "REDIS_URL": backend.redis_url, "SPOOL_DIR": tmp_path}
+    with processes.gunicorn_process(workers=1, log_path=log_path, LOG_LEVEL="INFO", **env) as (port, master):
+        wait_for(lambda: "worker warmed up" in log_path.read_text(), 60, "the worker to warm up")
+        servers = {backends.url_port(backend.database_url), backends.url_port(backend.redis_url)} - {None}
+        held = [c for c in psutil.Process(master.pid).net_connections("tcp") if c.raddr and c.raddr.port in servers]
+        answer = processes.send_raw(port, captures.load("01-ok")[0].raw)
+    log = log_path.read_text()
+    assert "master warmed up" in log and "readyz 200" in log
+    assert held == []
+    assert answer.startswith(b"HTTP/1.1 201")
 
 
 @pytest.mark.system
