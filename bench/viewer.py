@@ -416,7 +416,7 @@ def main() -> None:
     parser.add_argument("--miss-share", type=float, default=0.2, help="share of page views to never-viewed reports")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--viewer-workers", type=int, default=2)
-    parser.add_argument("--readapi-workers", type=int, default=1)
+    parser.add_argument("--readapi-workers", type=int, default=0, help="0: the config's default (one per core)")
     parser.add_argument("--nginx-workers", type=int, default=2)
     parser.add_argument("--viewer-nice", type=int, default=None, help="VIEWER_NICE (default: the config's)")
     args = parser.parse_args()
@@ -461,7 +461,7 @@ def main() -> None:
         print(
             f"machine: {os.cpu_count()} cores (shared), {speed}, {mariadb_settings()}; through nginx "
             f"({args.nginx_workers} workers): web {args.web_workers} sync workers, viewer {args.viewer_workers} "
-            f"(nice {env.get('VIEWER_NICE', 'default')}) and readapi {args.readapi_workers} gthread workers; "
+            f"(nice {env.get('VIEWER_NICE', 'default')}) and readapi {args.readapi_workers or os.cpu_count()} gthread workers; "
             f"{args.duration}s per phase"
         )
         Submitter(port, 20, 1).run()  # warm the web workers (imports, connections)
