@@ -252,13 +252,7 @@ def main() -> None:
     parser.add_argument("--cold-requests", type=int, default=16, help="concurrent requests a second after a start")
     args = parser.parse_args()
 
-    recorded = captures.load(SCENARIO)[0]
-    original_guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
-    body_path = Path(tempfile.mkdtemp(prefix="bench-intake-body-")) / "submission.json"
-    body_path.write_bytes(recorded.body)
-    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    prepare_databases()
-    redis.Redis.from_url(redis_url).flushdb()
+    recorded, original_guid, body_path, redis_url = prepare_run("bench-intake-body-")
 
     print(f"yardstick: {yardstick()}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -299,6 +293,20 @@ def main() -> None:
         check_every_report_kept((reference, ours), redis_url)
     finally:
         drop_databases()
+
+
+def prepare_run(prefix: str) -> tuple:
+    """What every intake benchmark starts from: the captured submission (its recording,
+    its original GUID, the body written to a file under a new ``prefix`` directory for
+    wrk), fresh databases for both apps, and the flushed Redis URL."""
+    recorded = captures.load(SCENARIO)[0]
+    original_guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
+    body_path = Path(tempfile.mkdtemp(prefix=prefix)) / "submission.json"
+    body_path.write_bytes(recorded.body)
+    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    prepare_databases()
+    redis.Redis.from_url(redis_url).flushdb()
+    return recorded, original_guid, body_path, redis_url
 
 
 def prepare_databases() -> None:

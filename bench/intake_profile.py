@@ -17,23 +17,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import redis
-
 from bench import intake, server_stats
 from bench.machine import yardstick
 from queueing.contract import QUEUE_NAME
-from tests import captures
 
 STAGES = (
     # (stage, a frame that marks it), the later in this list the deeper it is looked for
@@ -144,14 +139,8 @@ def main() -> None:
     if not shutil.which("py-spy") or not shutil.which("wrk"):
         raise SystemExit("needs py-spy (pip install -r requirements-dev.txt) and wrk on the PATH")
 
-    recorded = captures.load(intake.SCENARIO)[0]
-    original_guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
-    work = Path(tempfile.mkdtemp(prefix="bench-intake-profile-"))
-    body_path = work / "submission.json"
-    body_path.write_bytes(recorded.body)
-    redis_url = f"redis://127.0.0.1:6379/{intake.REDIS_DB}"
-    intake.prepare_databases()
-    redis.Redis.from_url(redis_url).flushdb()
+    _recorded, original_guid, body_path, redis_url = intake.prepare_run("bench-intake-profile-")
+    work = body_path.parent
     print(f"yardstick: {yardstick()}; load average {os.getloadavg()[0]:.2f}")
     print(f"{args.workers} sync workers each, {args.connections} connections, {args.seconds} s profiled per app")
     run_id = iter(range(1, 1000))

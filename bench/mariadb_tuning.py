@@ -13,7 +13,6 @@ and InnoDB flush wait. Needs wrk, MariaDB (root) and Redis on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -21,12 +20,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pymysql
-import redis
 
 from bench import intake, server_stats
 from bench.machine import yardstick
 from queueing.contract import QUEUE_NAME
-from tests import captures
 
 
 def apply(settings: dict[str, str]) -> None:
@@ -58,13 +55,7 @@ def main() -> None:
     tuned = dict(item.split("=", 1) for item in args.settings)
     baseline = server_stats.mariadb_variables(intake.MYSQL, tuple(tuned))
 
-    recorded = captures.load(intake.SCENARIO)[0]
-    original_guid = json.loads(recorded.body)["metadata"]["core"]["guid"]
-    body_path = Path(tempfile.mkdtemp(prefix="bench-tuning-body-")) / "submission.json"
-    body_path.write_bytes(recorded.body)
-    redis_url = f"redis://127.0.0.1:6379/{intake.REDIS_DB}"
-    intake.prepare_databases()
-    redis.Redis.from_url(redis_url).flushdb()
+    _recorded, original_guid, body_path, redis_url = intake.prepare_run("bench-tuning-body-")
     print(f"yardstick: {yardstick()}")
     print(f"A: {baseline}\nB: {tuned}")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-tuning-"))
