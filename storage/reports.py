@@ -127,8 +127,8 @@ _INSERT_SQL: dict[tuple[str, ...], str] = {}
 
 def _insert_one(conn: sa.Connection, values: dict) -> None:
     """INSERT one ``test_report`` row. On MySQL the statement is compiled once and sent as
-    driver SQL: building and cache-keying a Core statement per submission cost more CPU than
-    pymysql's whole execution of it. No column of ``test_report`` converts its value on
+    driver SQL: building and cache-keying a Core statement per submission was half of
+    SQLAlchemy's share of the intake's CPU (bench/RESULTS.md, "where each app's CPU goes"). No column of ``test_report`` converts its value on
     MySQL, and SQLAlchemy still wraps the driver's errors (a duplicate GUID stays an
     IntegrityError, an outage stays an OperationalError that spools)."""
     if conn.dialect.name != "mysql":
