@@ -86,7 +86,10 @@ def test_critical_when_the_workers_are_stopped(check, backend):
     worker = subprocess.Popen([sys.executable, "-m", "workers.run", "--name", f"check-test-{os.getpid()}"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        wait_for(lambda: Worker.count(connection=backend.redis()), 20, "the worker to start")
+        # Idle, not merely registered: RQ registers a worker before it installs its signal
+        # handlers (and starts its scheduler in between), and a SIGTERM in that window
+        # kills it without deregistering it, leaving a live-looking worker until its TTL.
+        wait_for(lambda: _idle_workers(backend.redis()), 20, "the worker to start and wait for jobs")
         assert check(*QUIET_OFF)[0] == OK
     finally:
         worker.terminate()
@@ -94,6 +97,10 @@ def test_critical_when_the_workers_are_stopped(check, backend):
     code, line = check(*QUIET_OFF)
     assert code == CRITICAL
     assert line.startswith("PIPELINE CRITICAL - no live worker")
+
+
+def _idle_workers(connection) -> int:
+    return sum(1 for worker in Worker.all(connection=connection) if worker.get_state() == "idle")
 
 
 def test_critical_when_the_queue_fills(check, backend, worker_alive):
